@@ -1,0 +1,1 @@
+"""Experiment configs (ml_collections): `get_config(arg)` per file, sweeps defined beside them."""

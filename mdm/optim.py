@@ -1,0 +1,129 @@
+"""Optimizer: AdamW (optax) with token-based learning-rate schedules, per-group multipliers
+(CompleteP) and the SDE batch-size reparameterization (DESIGN.md section 6).
+
+Learning-rate schedule, as a function of tokens seen T = step * tokens_per_step (durations are in
+tokens, or fractions of the run when <= 1, never raw steps, so a different batch size keeps the
+schedule's shape):
+
+    warm(T)   = min(1, T / T_warm)
+    p(T)      = clip((T - T_warm) / (T_total - T_warm), 0, 1)
+    cosine:    f = r + (1 - r) (1 + cos(pi p)) / 2
+    wsd:       f = 1 until T_total (1 - decay_fraction), then linear to r at T_total
+    constant:  f = 1
+    lr(T)     = lr_peak * warm(T) * f,        r = min_lr_ratio
+
+SDE reparameterization (Malladi et al. 2022 style scaling rule, generalised to a token horizon):
+for physical batch B (sequences) and horizon D (tokens), relative to a reference (B_ref, D_ref):
+
+    kappa = (D_ref / D)^gamma * (B / B_ref)
+    lr <- lr sqrt(kappa),  beta_i <- beta_i^kappa,  eps <- eps / sqrt(kappa)
+
+kappa = 1 leaves every value unchanged. The resolved values go into config.json.
+
+Per-group multipliers (model.param_group): learning rate x lr_mult[g], decoupled weight decay
+x wd_mult[g]; under CompleteP the hidden group has lr_mult = 1 / m_w and wd_mult = m_w (so that
+lr * wd per step does not change with width); norms are never decayed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mdm.model import ModelConfig, param_groups
+
+GROUPS = ("embedding", "hidden", "output", "norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class SDEResolved:
+    kappa: float
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+
+
+def sde_reparameterize(lr: float, beta1: float, beta2: float, eps: float, batch: float,
+                       tokens: float, ref_batch: float, ref_tokens: float,
+                       gamma: float) -> SDEResolved:
+    """kappa = (D_ref / D)^gamma (B / B_ref); lr sqrt(kappa), beta^kappa, eps / sqrt(kappa)."""
+    for name, v in (("batch", batch), ("tokens", tokens), ("ref_batch", ref_batch),
+                    ("ref_tokens", ref_tokens)):
+        if not v > 0:
+            raise ValueError(f"sde_reparameterize: {name} must be > 0, got {v}")
+    kappa = (ref_tokens / tokens) ** gamma * (batch / ref_batch)
+    s = math.sqrt(kappa)
+    return SDEResolved(kappa, lr * s, beta1 ** kappa, beta2 ** kappa, eps / s)
+
+
+def resolve_duration(value: float, total_tokens: float) -> float:
+    """A duration given as a fraction of the run (<= 1) or in tokens (> 1) -> tokens."""
+    if value < 0:
+        raise ValueError(f"durations must be >= 0, got {value}")
+    return value * total_tokens if value <= 1.0 else float(value)
+
+
+def lr_schedule(peak_lr: float, total_tokens: float, tokens_per_step: float, warmup: float,
+                decay: str = "cosine", decay_fraction: float = 0.2,
+                min_lr_ratio: float = 0.1) -> Callable[[Any], Any]:
+    """step -> learning rate, defined in tokens (see module docstring)."""
+    warm_tok = resolve_duration(warmup, total_tokens)
+    if warm_tok >= total_tokens:
+        raise ValueError(f"warmup ({warm_tok:.3g} tokens) must be shorter than the run "
+                         f"({total_tokens:.3g} tokens)")
+    if decay not in ("cosine", "wsd", "constant"):
+        raise ValueError(f"unknown decay {decay!r}; expected cosine, wsd or constant")
+    r = min_lr_ratio
+
+    def schedule(step):
+        tok = jnp.asarray(step, jnp.float32) * tokens_per_step
+        warm = jnp.minimum(1.0, tok / warm_tok) if warm_tok > 0 else 1.0
+        if decay == "cosine":
+            p = jnp.clip((tok - warm_tok) / (total_tokens - warm_tok), 0.0, 1.0)
+            f = r + (1.0 - r) * 0.5 * (1.0 + jnp.cos(jnp.pi * p))
+        elif decay == "wsd":
+            start = total_tokens * (1.0 - decay_fraction)
+            p = jnp.clip((tok - start) / max(total_tokens - start, 1.0), 0.0, 1.0)
+            f = 1.0 - (1.0 - r) * p
+        else:
+            f = 1.0
+        return peak_lr * warm * f
+
+    return schedule
+
+
+def group_multipliers(model_cfg: ModelConfig) -> tuple[dict[str, float], dict[str, float]]:
+    """(lr_mult, wd_mult) per parameter group."""
+    lr_mult = {g: 1.0 for g in GROUPS}
+    wd_mult = {"embedding": 1.0, "hidden": 1.0, "output": 1.0, "norm": 0.0}
+    if model_cfg.parameterization == "completep":
+        m_w = model_cfg.width_mult
+        lr_mult["hidden"] = 1.0 / m_w
+        wd_mult["hidden"] = m_w
+    return lr_mult, wd_mult
+
+
+def make_optimizer(model_cfg: ModelConfig, schedule: Callable[[Any], Any], beta1: float,
+                   beta2: float, eps: float, weight_decay: float,
+                   grad_clip: float) -> optax.GradientTransformation:
+    """clip -> Adam moments -> per-group (decoupled decay, lr multiplier) -> -lr(step)."""
+    lr_mult, wd_mult = group_multipliers(model_cfg)
+    per_group = {
+        g: optax.chain(optax.add_decayed_weights(weight_decay * wd_mult[g]),
+                       optax.scale(lr_mult[g]))
+        for g in GROUPS
+    }
+    parts = []
+    if grad_clip and grad_clip > 0:
+        parts.append(optax.clip_by_global_norm(grad_clip))
+    parts += [
+        optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps),
+        optax.multi_transform(per_group, param_groups),
+        optax.scale_by_learning_rate(schedule),
+    ]
+    return optax.chain(*parts)

@@ -1,0 +1,70 @@
+"""The train state, created directly sharded on the mesh (DESIGN.md section 7).
+
+    abstract = eval_shape(init)                 logical axis names from the boxed params
+    shardings = logical_to_mesh_sharding(...)   params; optimizer moments mirror their params;
+                                                scalars (step, Adam count) replicated
+    state = jit(init, out_shardings=shardings)  no host-side copy of the full model
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding
+
+from mdm.sharding import replicated
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array          # int32 scalar: optimizer steps taken
+    params: Any
+    opt_state: Any
+    ema_params: Any = None   # EMA of the weights when optimizer.ema_decay > 0, else None
+
+
+def _model_inputs(batch_size: int, seq_len: int) -> tuple[jax.Array, jax.Array]:
+    return (jnp.zeros((batch_size, seq_len), jnp.int32), jnp.ones((batch_size, seq_len), jnp.int32))
+
+
+def abstract_params(model: nn.Module, seq_len: int) -> Any:
+    """Boxed (LogicallyPartitioned) abstract parameter tree; nothing is allocated."""
+    return jax.eval_shape(lambda r: model.init(r, *_model_inputs(1, seq_len))["params"],
+                          jax.random.PRNGKey(0))
+
+
+def state_shardings(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
+                    rules: Any, seq_len: int, ema: bool) -> tuple[TrainState, TrainState]:
+    """(abstract unboxed state, NamedSharding tree of the same structure)."""
+    boxed = abstract_params(model, seq_len)
+    logical = nn.get_partition_spec(boxed)
+    param_sh = nn.logical_to_mesh_sharding(logical, mesh, rules)
+    params = nn.unbox(boxed)
+    opt_abs = jax.eval_shape(tx.init, params)
+    rep = replicated(mesh)
+    opt_sh = optax.tree_map_params(tx, lambda _, sh: sh, opt_abs, param_sh,
+                                   transform_non_params=lambda _: rep,
+                                   is_leaf=lambda x: isinstance(x, NamedSharding))
+    abstract = TrainState(jax.ShapeDtypeStruct((), jnp.int32), params, opt_abs,
+                          params if ema else None)
+    shardings = TrainState(rep, param_sh, opt_sh, param_sh if ema else None)
+    return abstract, shardings
+
+
+def create_state(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh, rules: Any,
+                 seq_len: int, rng: jax.Array, ema: bool = False) -> tuple[TrainState, TrainState]:
+    """Initialise the state directly into its shardings; returns (state, shardings)."""
+    _, shardings = state_shardings(model, tx, mesh, rules, seq_len, ema)
+
+    def init(r: jax.Array) -> TrainState:
+        params = nn.unbox(model.init(r, *_model_inputs(1, seq_len))["params"])
+        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params),
+                          params if ema else None)
+
+    with mesh, nn.logical_axis_rules(rules):
+        state = jax.jit(init, out_shardings=shardings)(rng)
+    return state, shardings

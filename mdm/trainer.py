@@ -1,0 +1,344 @@
+"""The trainer: config -> sharded state -> jitted steps -> run directory (DESIGN.md sections 6-9).
+
+Read top to bottom: `build` resolves everything a run needs from the config (token space,
+model, data source, objective, optimizer with the SDE reparameterization), `train` runs the loop.
+
+Cadences are in tokens (or fractions of the run) and turned into step sets once. The loop keeps
+one step in flight: the metrics of step s are read after step s + 1 is dispatched, so metric
+reads never stall the device; at eval / checkpoint / final steps it drains first.
+
+Exit statuses (summary.json "status", and the CLI's exit code): done (0), nan (3: a non-finite
+loss or gradient; nothing is saved after it, the previous checkpoint stays valid), preempted
+(75: SIGTERM; a checkpoint is saved at the next step boundary and logs are flushed; rerunning
+the same command resumes).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import signal
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections as mlc
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from mdm import run_contract as rc
+from mdm.checkpointing import Checkpointer
+from mdm.config_validation import ConfigError, validate_config
+from mdm.data.synthetic import SyntheticSource
+from mdm.distributed import describe_layout
+from mdm.evaluation import evaluate, make_eval_step
+from mdm.flops import flops_per_token
+from mdm.model import ModelConfig, Transformer, count_params
+from mdm.objective import Batch, ObjectiveConfig
+from mdm.optim import lr_schedule, make_optimizer, resolve_duration, sde_reparameterize
+from mdm.run_logger import RunWriter
+from mdm.schedules import ModalitySchedules
+from mdm.sharding import batch_sharding, data_parallel_size, mesh_from_config, rules_from_config
+from mdm.throughput import peak_flops_total
+from mdm.token_space import TokenSpace
+from mdm.train_state import abstract_params, create_state, state_shardings
+from mdm.train_step import make_train_step
+
+log = logging.getLogger("mdm")
+MODS = ("text", "image", "audio")
+EXIT_CODES = {"done": 0, "failed": 1, "nan": 3, "preempted": 75}
+
+
+@dataclasses.dataclass
+class Built:
+    space: TokenSpace
+    model_cfg: ModelConfig
+    model: Transformer
+    source: Any
+    objective: ObjectiveConfig
+    tokens_per_step: int
+    total_steps: int
+    rows_per_step: int          # rows the data source provides per step
+    num_micro: int
+    opt: dict[str, float]       # resolved lr, betas, eps, kappa
+    logical_batch: float
+
+
+def model_config(cfg: mlc.ConfigDict, space: TokenSpace) -> ModelConfig:
+    m = cfg.model
+    return ModelConfig(vocab_size=space.vocab_size, **{f.name: m[f.name] for f in
+                       dataclasses.fields(ModelConfig) if f.name != "vocab_size" and f.name in m})
+
+
+def make_source(cfg: mlc.ConfigDict, space: TokenSpace) -> Any:
+    if cfg.data.source == "synthetic":
+        return SyntheticSource.from_config(cfg, space)
+    from mdm.data.source import ShardSource  # token shards (tensorstore + grain)
+    return ShardSource.from_config(cfg, space)
+
+
+def build(cfg: mlc.ConfigDict) -> Built:
+    validate_config(cfg)
+    space = TokenSpace.from_config(cfg.token_space)
+    mcfg = model_config(cfg, space)
+    t, o = cfg.train, cfg.optimizer
+    tokens_per_step = t.physical_batch * cfg.data.seq_len
+    total_steps = max(1, math.ceil(t.total_tokens / tokens_per_step))
+    num_micro = t.physical_batch // t.micro_batch if t.micro_batch else 1
+    rows = t.physical_batch // 2 if cfg.objective.complementary else t.physical_batch
+    opt = {"lr": o.lr, "beta1": o.beta1, "beta2": o.beta2, "eps": o.eps, "kappa": 1.0}
+    logical_batch = float(t.physical_batch)
+    if cfg.sde.enabled:
+        ref_tokens = cfg.sde.ref_tokens or t.total_tokens
+        r = sde_reparameterize(o.lr, o.beta1, o.beta2, o.eps, t.physical_batch, t.total_tokens,
+                               cfg.sde.ref_batch, ref_tokens, cfg.sde.gamma)
+        opt = dataclasses.asdict(r)
+        logical_batch = float(cfg.sde.ref_batch)
+    sch = cfg.objective.schedule
+    obj = ObjectiveConfig(ModalitySchedules.from_specs(sch.text, sch.image, sch.audio),
+                          antithetic=cfg.objective.antithetic,
+                          complementary=cfg.objective.complementary,
+                          cond_dropout=cfg.objective.cond_dropout, t_min=cfg.objective.t_min)
+    return Built(space, mcfg, Transformer(mcfg), make_source(cfg, space), obj, tokens_per_step,
+                 total_steps, rows, num_micro, opt, logical_batch)
+
+
+def cadence_steps(value: float, total_tokens: float, tokens_per_step: int,
+                  total_steps: int) -> set[int]:
+    """Steps at which a cadence given in tokens or fractions (<= 1) falls; 0 = none."""
+    if value <= 0:
+        return set()
+    every = max(1, round(resolve_duration(value, total_tokens) / tokens_per_step))
+    return set(range(every, total_steps + 1, every))
+
+
+class _Preemption:
+    """SIGTERM sets a flag; the loop saves at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = None
+
+    def __enter__(self) -> "_Preemption":
+        try:
+            self._old = signal.signal(signal.SIGTERM, self._handler)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+        log.warning("SIGTERM received: saving a checkpoint at the next step boundary")
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None) -> dict[str, Any]:
+    """Train (or resume) the run in `workdir`; returns summary.json's content."""
+    b = build(cfg)
+    layout = describe_layout()
+    log.info("process %d/%d, %d devices (%d local), %s", layout["process_index"],
+             layout["process_count"], layout["num_devices"], layout["local_devices"],
+             layout["device_kind"])
+    mesh = mesh_from_config(cfg)
+    rules = rules_from_config(cfg)
+    dp = data_parallel_size(mesh)
+    if b.rows_per_step % (dp * jax.process_count() // math.gcd(dp, jax.process_count())):
+        raise ConfigError(f"config.train.physical_batch: {b.rows_per_step} rows per step do not "
+                          f"split over the data-parallel size {dp} (mesh data x fsdp) and "
+                          f"{jax.process_count()} processes; make it a multiple of {dp}")
+    o = cfg.optimizer
+    lr_fn = lr_schedule(b.opt["lr"], cfg.train.total_tokens, b.tokens_per_step, o.warmup,
+                        o.decay, o.decay_fraction, o.min_lr_ratio)
+    tx = make_optimizer(b.model_cfg, lr_fn, b.opt["beta1"], b.opt["beta2"], b.opt["eps"],
+                        o.weight_decay, o.grad_clip)
+    ema = o.ema_decay > 0
+
+    counts = count_params(abstract_params(b.model, cfg.data.seq_len))
+    mc = b.model_cfg
+    fpt = flops_per_token(counts["params_non_embedding"], mc.depth, cfg.data.seq_len,
+                          mc.num_heads * mc.resolved_head_dim)
+    peak, peak_source = peak_flops_total(jax.devices(), mc.dtype)
+    run_id = cfg.run_id or _basename(workdir)
+    sweep = cfg.sweep or _basename(_parent(workdir))
+    resolved = {
+        **counts, "flops_per_token": fpt, "seq_len": cfg.data.seq_len,
+        "physical_batch_seqs": cfg.train.physical_batch, "micro_batch_seqs":
+            cfg.train.micro_batch or cfg.train.physical_batch, "num_micro_batches": b.num_micro,
+        "logical_batch_seqs": b.logical_batch, "tokens_per_step": b.tokens_per_step,
+        "total_tokens": b.total_steps * b.tokens_per_step, "total_steps": b.total_steps,
+        **b.opt, "token_space": b.space.to_dict(), "mesh": dict(mesh.shape),
+        "num_devices": layout["num_devices"], "num_processes": layout["process_count"],
+        "device_kind": layout["device_kind"], "peak_flops": peak, "peak_flops_source": peak_source,
+        "data": b.source.describe(),
+    }
+    writer = RunWriter(workdir, enabled=jax.process_index() == 0)
+    writer.write_config(cfg.to_dict(), resolved, run_id, sweep)
+
+    ckpt_cfg = cfg.checkpoint
+    ckpt = None
+    if ckpt_cfg.enabled:
+        permanent = {max(1, round(f * b.total_steps)) for f in ckpt_cfg.permanent}
+        ckpt = Checkpointer(writer.path(rc.CHECKPOINT_DIR), ckpt_cfg.keep, permanent,
+                            ckpt_cfg.async_save)
+    abstract, shardings = state_shardings(b.model, tx, mesh, rules, cfg.data.seq_len, ema)
+    start = ckpt.latest_step() if ckpt else None
+    if start is not None:
+        with mesh:
+            state = ckpt.restore(start, abstract, shardings)
+        writer.truncate_after(start)
+        log.info("resumed from the checkpoint at step %d", start)
+    else:
+        state, _ = create_state(b.model, tx, mesh, rules, cfg.data.seq_len,
+                                jax.random.PRNGKey(cfg.seed), ema)
+        start = 0
+
+    base_rng = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
+    step_fn = make_train_step(b.model, tx, b.space, b.objective, b.num_micro, lr_fn, base_rng,
+                              o.ema_decay, cfg.logging.grad_noise_scale)
+    bsh = batch_sharding(mesh)
+    batch_sh = Batch(bsh, bsh, bsh)
+    rep = NamedSharding(mesh, PartitionSpec())
+    with mesh, nn.logical_axis_rules(rules):
+        jit_step = jax.jit(step_fn, in_shardings=(shardings, batch_sh),
+                           out_shardings=(shardings, rep), donate_argnums=(0,))
+        apply_fn = lambda p, x, s: b.model.apply({"params": p}, x, s)
+        jit_eval = jax.jit(make_eval_step(apply_fn, b.space, b.objective, cfg.eval.seed))
+
+    def put_batch(arrays: dict[str, np.ndarray]) -> Batch:
+        return Batch(*(jax.make_array_from_process_local_data(bsh, arrays[f])
+                       for f in ("tokens", "segment_ids", "cond")))
+
+    eval_examples = b.source.eval_examples(cfg.eval.num_examples)
+    eval_bs = math.lcm(cfg.eval.batch_size, dp) if cfg.eval.batch_size % dp else cfg.eval.batch_size
+
+    def run_eval(step: int, tokens: float, flops: float) -> dict[str, Any]:
+        params = state.ema_params if ema else state.params
+        with mesh, nn.logical_axis_rules(rules):
+            res = evaluate(jit_eval, params, eval_examples, cfg.eval.num_t, cfg.objective.t_min,
+                           eval_bs, put=lambda x: jax.device_put(
+                               x, bsh if x.ndim == 2 else NamedSharding(mesh, PartitionSpec(("data", "fsdp")))))
+        rec = {"step": step, "tokens": tokens, "flops": flops, **res}
+        writer.eval(rec)
+        return rec
+
+    T = b.total_steps
+    eval_steps = cadence_steps(cfg.eval.every, cfg.train.total_tokens, b.tokens_per_step, T) | {T}
+    ckpt_steps = cadence_steps(ckpt_cfg.every, cfg.train.total_tokens, b.tokens_per_step, T) | {T}
+    if cfg.train.max_steps:
+        T = min(T, start + cfg.train.max_steps) if start < T else T
+
+    # Host-side running totals (restored from the log on resume).
+    prev, _ = rc.read_jsonl(writer.path(rc.METRICS_FILE)) if start else ([], 0)
+    last = prev[-1] if prev else {}
+    mod_tokens = {m: float(last.get(f"tokens_{m}", 0.0)) for m in MODS}
+    wall0 = float(last.get("wall_s", 0.0))
+    t_start = time.perf_counter()
+    last_eval: dict[str, Any] = {}
+    status = "done"
+
+    if start == 0 and writer.enabled:
+        last_eval = run_eval(0, 0.0, 0.0)
+
+    bar = None
+    if progress if progress is not None else cfg.logging.progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=T, initial=start, desc=run_id, unit="step", dynamic_ncols=True,
+                   disable=jax.process_index() != 0)
+
+    window = {"t": time.perf_counter(), "steps": 0}
+    pending: tuple[int, Any] | None = None
+
+    def handle(item: tuple[int, Any], force_log: bool) -> bool:
+        """Read one step's metrics (blocking on that step only); returns False on NaN."""
+        s, m = item
+        m = jax.device_get(m)
+        for mod in MODS:
+            mod_tokens[mod] += float(m[f"count_{mod}"])
+        window["steps"] += 1
+        if bool(m["nonfinite"]):
+            log.error("non-finite loss or gradient at step %d: stopping (status 'nan')", s)
+            return False
+        if force_log or s % cfg.logging.every_steps == 0:
+            now = time.perf_counter()
+            dt = (now - window["t"]) / max(window["steps"], 1)
+            tps = b.tokens_per_step / dt
+            rec = {"step": s, "tokens": s * b.tokens_per_step, "flops": s * b.tokens_per_step * fpt,
+                   "wall_s": wall0 + now - t_start, "lr": float(m["lr"]), "loss": float(m["loss"]),
+                   "grad_norm": float(m["grad_norm"]), "step_time_s": dt, "tokens_per_s": tps,
+                   "tokens_per_s_per_device": tps / layout["num_devices"],
+                   "model_flops_per_s": tps * fpt, "mfu": tps * fpt / peak}
+            for mod in MODS:
+                rec[f"loss_{mod}"] = float(m[f"loss_{mod}"])
+                rec[f"tokens_{mod}"] = mod_tokens[mod]
+            for key in ("gns_trace", "gns_grad_sq", "gns_b_noise_tokens"):
+                if key in m:
+                    rec[key] = float(m[key])
+            writer.metrics(rec)
+            window.update(t=now, steps=0)
+            if bar is not None:
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", mfu=f"{rec['mfu']:.1%}")
+        return True
+
+    with _Preemption() as pre:
+        for step in range(start, T):
+            local = b.source.batch(step, b.rows_per_step, jax.process_index(), jax.process_count())
+            state, metrics = jit_step(state, put_batch(local))
+            if pending is not None and not handle(pending, False):
+                status = "nan"
+                pending = None
+                break
+            pending = (step + 1, metrics)
+            s = step + 1
+            drain = s in eval_steps or s in ckpt_steps or s == T or pre.requested
+            if drain:
+                ok = handle(pending, True)
+                pending = None
+                if not ok:
+                    status = "nan"
+                    break
+                if s in eval_steps:
+                    last_eval = run_eval(s, float(s * b.tokens_per_step), s * b.tokens_per_step * fpt)
+                if ckpt is not None and (s in ckpt_steps or pre.requested or s == T):
+                    ckpt.save(s, state)
+                if pre.requested:
+                    status = "preempted"
+                    break
+            if bar is not None:
+                bar.update(1)
+        if pending is not None and status == "done" and not handle(pending, True):
+            status = "nan"
+    if bar is not None:
+        bar.close()
+    if ckpt is not None:
+        ckpt.close()
+    if status == "done" and T < b.total_steps:
+        status = "preempted"  # stopped early by train.max_steps: resumable, not finished
+    final_step = int(jax.device_get(state.step)) if status != "nan" else None
+    summary = {
+        "status": status, "run_id": run_id, "steps": final_step, "tokens":
+            (final_step or 0) * b.tokens_per_step, "flops": (final_step or 0) * b.tokens_per_step * fpt,
+        "wall_s": wall0 + time.perf_counter() - t_start, "tokens_per_modality": mod_tokens,
+        "final_eval": {m: {k: last_eval[f"{k}_{m}"] for k in ("nats", "bits", "nats_se",
+                                                               "bits_se", "count")}
+                       for m in MODS if f"nats_{m}" in last_eval},
+        "params_total": counts["params_total"],
+        "params_non_embedding": counts["params_non_embedding"], "flops_per_token": fpt,
+    }
+    writer.summary(summary)
+    if status == "done":
+        writer.done()
+    return summary
+
+
+def _basename(path: str) -> str:
+    import os
+    return os.path.basename(os.path.normpath(os.path.abspath(path)))
+
+
+def _parent(path: str) -> str:
+    import os
+    return os.path.dirname(os.path.normpath(os.path.abspath(path)))
