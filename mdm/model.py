@@ -157,9 +157,9 @@ class Attention(nn.Module):
         H, Dh = c.num_heads, c.resolved_head_dim
 
         def proj(name: str) -> Array:
-            return nn.DenseGeneral((H, Dh), axis=-1, use_bias=False, dtype=dt, param_dtype=pdt,
-                                   kernel_init=_init(c.hidden_init_std(), ("embed", "heads", "kv")),
-                                   name=name)(x)
+            w = self.param(name, _init(c.hidden_init_std(), ("embed", "heads", "kv")),
+                           (c.width, H, Dh), pdt)
+            return jnp.einsum("bld,dhk->blhk", x, w.astype(dt))
 
         q, k, v = proj("query"), proj("key"), proj("value")                 # [B, L, H, Dh]
         if c.qk_norm:
@@ -175,9 +175,9 @@ class Attention(nn.Module):
         probs = jax.nn.softmax(scores, axis=-1).astype(dt)
         out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)                      # [B, L, H, Dh]
         out = _constrain(out, act)
-        return nn.DenseGeneral(c.width, axis=(-2, -1), use_bias=False, dtype=dt, param_dtype=pdt,
-                               kernel_init=_init(c.residual_out_init_std(), ("heads", "kv", "embed")),
-                               name="out")(out)
+        w_out = self.param("out", _init(c.residual_out_init_std(), ("heads", "kv", "embed")),
+                           (H, Dh, c.width), pdt)
+        return jnp.einsum("blhk,hkd->bld", out, w_out.astype(dt))
 
 
 class SwiGLU(nn.Module):

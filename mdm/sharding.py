@@ -146,3 +146,15 @@ def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
 
 def data_parallel_size(mesh: Mesh) -> int:
     return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def mesh_context(mesh: Mesh, rules: Sequence[tuple[str, Any]] | None = None):
+    """Context in which jit tracing sees `mesh` (and the logical rules, if given)."""
+    import contextlib
+
+    import flax.linen as nn
+    stack = contextlib.ExitStack()
+    stack.enter_context(jax.set_mesh(mesh) if hasattr(jax, "set_mesh") else mesh)
+    if rules is not None:
+        stack.enter_context(nn.logical_axis_rules(rules))
+    return stack

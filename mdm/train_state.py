@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding
 
-from mdm.sharding import replicated
+from mdm.sharding import mesh_context, replicated
 
 
 @flax.struct.dataclass
@@ -65,6 +65,6 @@ def create_state(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
         return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params),
                           params if ema else None)
 
-    with mesh, nn.logical_axis_rules(rules):
+    with mesh_context(mesh, rules):
         state = jax.jit(init, out_shardings=shardings)(rng)
     return state, shardings

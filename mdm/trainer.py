@@ -39,7 +39,8 @@ from mdm.objective import Batch, ObjectiveConfig
 from mdm.optim import lr_schedule, make_optimizer, resolve_duration, sde_reparameterize
 from mdm.run_logger import RunWriter
 from mdm.schedules import ModalitySchedules
-from mdm.sharding import batch_sharding, data_parallel_size, mesh_from_config, rules_from_config
+from mdm.sharding import (batch_sharding, data_parallel_size, mesh_context, mesh_from_config,
+                          rules_from_config)
 from mdm.throughput import peak_flops_total
 from mdm.token_space import TokenSpace
 from mdm.train_state import abstract_params, create_state, state_shardings
@@ -187,7 +188,7 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None) -> di
     abstract, shardings = state_shardings(b.model, tx, mesh, rules, cfg.data.seq_len, ema)
     start = ckpt.latest_step() if ckpt else None
     if start is not None:
-        with mesh:
+        with mesh_context(mesh):
             state = ckpt.restore(start, abstract, shardings)
         writer.truncate_after(start)
         log.info("resumed from the checkpoint at step %d", start)
@@ -202,7 +203,7 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None) -> di
     bsh = batch_sharding(mesh)
     batch_sh = Batch(bsh, bsh, bsh)
     rep = NamedSharding(mesh, PartitionSpec())
-    with mesh, nn.logical_axis_rules(rules):
+    with mesh_context(mesh, rules):
         jit_step = jax.jit(step_fn, in_shardings=(shardings, batch_sh),
                            out_shardings=(shardings, rep), donate_argnums=(0,))
         apply_fn = lambda p, x, s: b.model.apply({"params": p}, x, s)
@@ -217,7 +218,7 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None) -> di
 
     def run_eval(step: int, tokens: float, flops: float) -> dict[str, Any]:
         params = state.ema_params if ema else state.params
-        with mesh, nn.logical_axis_rules(rules):
+        with mesh_context(mesh, rules):
             res = evaluate(jit_eval, params, eval_examples, cfg.eval.num_t, cfg.objective.t_min,
                            eval_bs, put=lambda x: jax.device_put(
                                x, bsh if x.ndim == 2 else NamedSharding(mesh, PartitionSpec(("data", "fsdp")))))

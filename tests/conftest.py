@@ -1,0 +1,30 @@
+"""Test configuration: several fake CPU devices (set before JAX is imported), fast failure of
+hung CPU collectives, absl flags parsed for grain, and shared fixtures."""
+import os
+
+_FLAGS = ("--xla_force_host_platform_device_count=8 "
+          "--xla_cpu_collective_call_terminate_timeout_seconds=60")
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAGS).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from absl import flags  # noqa: E402
+
+flags.FLAGS.mark_as_parsed()  # grain workers and absl-using libraries expect parsed flags
+
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> str:
+    return REPO
+
+
+@pytest.fixture
+def tiny_config():
+    from experiments.base import get_config
+    c = get_config("tiny")
+    c.logging.progress = False
+    return c
