@@ -47,7 +47,7 @@ def make_eval_step(apply_fn: Callable[..., jax.Array], space: TokenSpace,
 
 
 def evaluate(eval_step: Callable, params: Any, examples: dict[str, np.ndarray], num_t: int,
-             t_min: float, batch_size: int, put: Callable[[Any], Any] = lambda x: x
+             t_min: float, batch_size: int, put: Callable[[np.ndarray], Any] = jnp.asarray
              ) -> dict[str, float]:
     """Run the fixed-grid estimator over `examples`; returns the eval.jsonl fields."""
     n = examples["tokens"].shape[0]
@@ -59,8 +59,8 @@ def evaluate(eval_step: Callable, params: Any, examples: dict[str, np.ndarray], 
         idx = np.arange(start, stop)
         if stop - start < batch_size:  # pad the last batch to a fixed shape (one compile)
             idx = np.concatenate([idx, np.full(batch_size - (stop - start), idx[-1])])
-        batch = Batch(*(put(jnp.asarray(examples[f][idx])) for f in ("tokens", "segment_ids", "cond")))
-        rows = put(jnp.asarray(idx, jnp.int32))
+        batch = Batch(*(put(examples[f][idx]) for f in ("tokens", "segment_ids", "cond")))
+        rows = put(idx.astype(np.int32))
         for k, (t, q) in enumerate(zip(nodes, weights)):
             s, c = eval_step(params, batch, rows, jnp.float32(t), jnp.int32(k))
             s, c = np.asarray(s)[: stop - start], np.asarray(c)[: stop - start]

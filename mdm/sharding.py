@@ -83,8 +83,12 @@ def make_mesh(ici: Sequence[int], dcn: Sequence[int] = (1, 1, 1),
     shape = resolve_mesh_shape(ici, dcn, len(devices))
     ici_resolved = tuple(s // d for s, d in zip(shape, dcn))
     if math.prod(dcn) > 1:
-        from jax.experimental import mesh_utils
-        arr = mesh_utils.create_hybrid_device_mesh(ici_resolved, tuple(dcn), devices=devices)
+        if hasattr(devices[0], "slice_index"):  # multi-slice TPU: slices are the DCN granules
+            from jax.experimental import mesh_utils
+            arr = mesh_utils.create_hybrid_device_mesh(ici_resolved, tuple(dcn), devices=devices)
+        else:  # elsewhere: consecutive blocks of devices (e.g. hosts) are the granules
+            arr = np.asarray(devices).reshape(*dcn, *ici_resolved)
+            arr = arr.transpose(0, 3, 1, 4, 2, 5).reshape(shape)
     else:
         try:
             from jax.experimental import mesh_utils

@@ -137,14 +137,20 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._old)
 
 
-def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None) -> dict[str, Any]:
-    """Train (or resume) the run in `workdir`; returns summary.json's content."""
+def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
+          devices: list | None = None) -> dict[str, Any]:
+    """Train (or resume) the run in `workdir`; returns summary.json's content.
+
+    `devices` restricts the mesh to a subset of jax.devices() (single-process only).
+    """
     b = build(cfg)
     layout = describe_layout()
+    if devices is not None:
+        layout["num_devices"] = len(devices)
     log.info("process %d/%d, %d devices (%d local), %s", layout["process_index"],
              layout["process_count"], layout["num_devices"], layout["local_devices"],
              layout["device_kind"])
-    mesh = mesh_from_config(cfg)
+    mesh = mesh_from_config(cfg, devices)
     rules = rules_from_config(cfg)
     dp = data_parallel_size(mesh)
     if b.rows_per_step % (dp * jax.process_count() // math.gcd(dp, jax.process_count())):
@@ -162,7 +168,7 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None) -> di
     mc = b.model_cfg
     fpt = flops_per_token(counts["params_non_embedding"], mc.depth, cfg.data.seq_len,
                           mc.num_heads * mc.resolved_head_dim)
-    peak, peak_source = peak_flops_total(jax.devices(), mc.dtype)
+    peak, peak_source = peak_flops_total(devices or jax.devices(), mc.dtype)
     run_id = cfg.run_id or _basename(workdir)
     sweep = cfg.sweep or _basename(_parent(workdir))
     resolved = {
@@ -207,11 +213,18 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None) -> di
         jit_step = jax.jit(step_fn, in_shardings=(shardings, batch_sh),
                            out_shardings=(shardings, rep), donate_argnums=(0,))
         apply_fn = lambda p, x, s: b.model.apply({"params": p}, x, s)
-        jit_eval = jax.jit(make_eval_step(apply_fn, b.space, b.objective, cfg.eval.seed))
+        jit_eval = jax.jit(make_eval_step(apply_fn, b.space, b.objective, cfg.eval.seed),
+                           out_shardings=rep)
 
     def put_batch(arrays: dict[str, np.ndarray]) -> Batch:
         return Batch(*(jax.make_array_from_process_local_data(bsh, arrays[f])
                        for f in ("tokens", "segment_ids", "cond")))
+
+    def put_global(x: Any) -> jax.Array:
+        """A host array identical on every process -> a global array sharded over the batch."""
+        x = np.asarray(x)
+        sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp"), *([None] * (x.ndim - 1))))
+        return jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx])
 
     eval_examples = b.source.eval_examples(cfg.eval.num_examples)
     eval_bs = math.lcm(cfg.eval.batch_size, dp) if cfg.eval.batch_size % dp else cfg.eval.batch_size
@@ -220,8 +233,7 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None) -> di
         params = state.ema_params if ema else state.params
         with mesh_context(mesh, rules):
             res = evaluate(jit_eval, params, eval_examples, cfg.eval.num_t, cfg.objective.t_min,
-                           eval_bs, put=lambda x: jax.device_put(
-                               x, bsh if x.ndim == 2 else NamedSharding(mesh, PartitionSpec(("data", "fsdp")))))
+                           eval_bs, put=put_global)
         rec = {"step": step, "tokens": tokens, "flops": flops, **res}
         writer.eval(rec)
         return rec
@@ -241,7 +253,7 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None) -> di
     last_eval: dict[str, Any] = {}
     status = "done"
 
-    if start == 0 and writer.enabled:
+    if start == 0:  # every process runs the (SPMD) eval; process 0 writes it
         last_eval = run_eval(0, 0.0, 0.0)
 
     bar = None
