@@ -29,11 +29,31 @@ def code_version() -> str:
 
 
 class RunWriter:
-    def __init__(self, run_dir: str, enabled: bool = True) -> None:
+    """`tensorboard=True` mirrors every metrics/eval record into TensorBoard event files under
+    <run_dir>/tensorboard (needs the `tensorboard` extra: pip install 'mdm-lab[tensorboard]')."""
+
+    def __init__(self, run_dir: str, enabled: bool = True, tensorboard: bool = False) -> None:
         self.run_dir = run_dir
         self.enabled = enabled
+        self._tb = None
         if enabled:
             os.makedirs(run_dir, exist_ok=True)
+        if enabled and tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:
+                raise RuntimeError("config.logging.tensorboard=True needs tensorboardX: "
+                                   "pip install 'mdm-lab[tensorboard]'") from None
+            self._tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+
+    def _mirror(self, prefix: str, record: dict[str, Any]) -> None:
+        if self._tb is None:
+            return
+        step = int(record.get("step", 0))
+        for k, v in record.items():
+            if k != "step" and isinstance(v, (int, float)):
+                self._tb.add_scalar(f"{prefix}/{k}", v, step)
+        self._tb.flush()
 
     def path(self, name: str) -> str:
         return os.path.join(self.run_dir, name)
@@ -50,10 +70,12 @@ class RunWriter:
     def metrics(self, record: dict[str, Any]) -> None:
         if self.enabled:
             rc.append_jsonl(self.path(rc.METRICS_FILE), record)
+            self._mirror("train", record)
 
     def eval(self, record: dict[str, Any]) -> None:
         if self.enabled:
             rc.append_jsonl(self.path(rc.EVAL_FILE), record)
+            self._mirror("eval", record)
 
     def truncate_after(self, step: int) -> None:
         """Drop metrics / eval records with step > `step` (resume from a checkpoint at `step`)."""

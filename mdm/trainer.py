@@ -182,7 +182,8 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
         "device_kind": layout["device_kind"], "peak_flops": peak, "peak_flops_source": peak_source,
         "data": b.source.describe(),
     }
-    writer = RunWriter(workdir, enabled=jax.process_index() == 0)
+    writer = RunWriter(workdir, enabled=jax.process_index() == 0,
+                       tensorboard=cfg.logging.tensorboard)
     writer.write_config(cfg.to_dict(), resolved, run_id, sweep)
 
     ckpt_cfg = cfg.checkpoint

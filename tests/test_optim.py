@@ -90,3 +90,68 @@ def test_gradient_accumulation_equals_one_big_batch():
         np.testing.assert_allclose(a, b_, rtol=2e-4, atol=1e-5)
     assert float(out[1][1]["loss"]) == pytest.approx(float(out[4][1]["loss"]), rel=1e-5)
     assert float(out[1][1]["grad_norm"]) == pytest.approx(float(out[4][1]["grad_norm"]), rel=1e-4)
+
+
+def _one_step(num_micro, ema_decay=0.0, grad_noise=False):
+    c = get_config("tiny")
+    c.mesh.data = 1
+    b = build(c)
+    mesh = mesh_from_config(c, jax.devices()[:1])
+    rules = rules_from_config(c)
+    lr = lr_schedule(1e-2, c.train.total_tokens, b.tokens_per_step, 0.0, "constant")
+    tx = make_optimizer(b.model_cfg, lr, 0.9, 0.95, 1e-8, 0.0, 0.0)
+    data = b.source.batch(0, 16)
+    batch = Batch(*(jnp.asarray(data[k]) for k in ("tokens", "segment_ids", "cond")))
+    state, _ = create_state(b.model, tx, mesh, rules, 64, jax.random.PRNGKey(0),
+                            ema=ema_decay > 0)
+    step = make_train_step(b.model, tx, b.space, b.objective, num_micro, lr,
+                           jax.random.PRNGKey(1), ema_decay, grad_noise)
+    with mesh_context(mesh, rules):
+        new, m = jax.jit(step)(state, batch)
+    return b, state, new, m, batch
+
+
+def test_ema_of_weights():
+    _, old, new, _, _ = _one_step(1, ema_decay=0.9)
+    for e, p0, p1 in zip(*(jax.tree_util.tree_leaves(t) for t in
+                           (new.ema_params, old.params, new.params))):
+        np.testing.assert_allclose(e, 0.9 * np.asarray(p0) + 0.1 * np.asarray(p1), rtol=1e-5,
+                                   atol=1e-7)
+
+
+def test_gradient_noise_scale_matches_a_brute_force_computation():
+    """Recompute McCandlish's estimators from per-micro-batch gradients taken one by one."""
+    from mdm.objective import corrupt, elbo_sums, sample_times
+    from mdm.train_step import _micro
+    k = 4
+    b, state, _, m, batch = _one_step(k, grad_noise=True)
+    rng = jax.random.fold_in(jax.random.PRNGKey(1), 0)
+    k_t, k_c = jax.random.split(rng)
+    t = sample_times(k_t, 16, b.objective.antithetic, b.objective.t_min)
+    corr = corrupt(k_c, batch, t, b.space, b.objective)
+
+    @jax.jit
+    def grad_of(bt, cr):
+        def f(p):
+            logits = b.model.apply({"params": p}, cr.inputs, bt.segment_ids)
+            return elbo_sums(logits, bt, cr, b.space).sums.sum()
+        return jax.grad(f)(state.params)
+
+    def sq(tree):
+        return float(sum(np.sum(np.square(np.asarray(x, np.float64)))
+                         for x in jax.tree_util.tree_leaves(tree)))
+
+    total = float(corr.counted.sum())
+    big_sq = sq(grad_of(batch, corr)) / total ** 2
+    mb = jax.tree_util.tree_map(lambda x: _micro(x, k), (batch, corr))
+    small = []
+    for j in range(k):
+        bj, cj = jax.tree_util.tree_map(lambda x: x[j], mb)
+        small.append(sq(grad_of(bj, cj)) / float(cj.counted.sum()) ** 2)
+    b_small, b_big = total / k, total
+    g_small = float(np.mean(small))
+    tr = (g_small - big_sq) / (1 / b_small - 1 / b_big)
+    g2 = (b_big * big_sq - b_small * g_small) / (b_big - b_small)
+    assert float(m["gns_trace"]) == pytest.approx(tr, rel=1e-3)
+    assert float(m["gns_grad_sq"]) == pytest.approx(g2, rel=1e-3)
+    assert float(m["gns_b_noise_tokens"]) == pytest.approx(tr / g2, rel=2e-3)

@@ -111,6 +111,9 @@ def test_resume_gives_identical_losses_and_restores_onto_another_mesh(tmp_path):
     assert straight == resumed                                   # bit-identical
     ev = [r["step"] for r in rc.read_jsonl(str(tmp_path / "resumed" / rc.EVAL_FILE))[0]]
     assert ev == [0, 12, 24]
+    # keep=2 latest (18, 24) plus the permanent checkpoint at half the budget (12)
+    kept = sorted(int(d) for d in os.listdir(tmp_path / "straight" / "checkpoints") if d.isdigit())
+    assert kept == [12, 18, 24]
     # restore the step-12 checkpoint of a data=8 run onto a (fsdp=4, tensor=2) mesh
     other = cfg()
     other.train.max_steps = 12
