@@ -297,9 +297,10 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", mfu=f"{rec['mfu']:.1%}")
         return True
 
+    batches = b.source.iterate(start, T, b.rows_per_step, jax.process_index(), jax.process_count())
     with _Preemption() as pre:
         for step in range(start, T):
-            local = b.source.batch(step, b.rows_per_step, jax.process_index(), jax.process_count())
+            local = next(batches)
             state, metrics = jit_step(state, put_batch(local))
             if pending is not None and not handle(pending, False):
                 status = "nan"

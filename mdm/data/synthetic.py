@@ -147,3 +147,8 @@ class SyntheticSource:
         q = quotas(num_examples, self.mixture)
         mods = [m for m in ("text", "image", "audio") for _ in range(q[m])]
         return self._rows([[self.data_seed, 1, r] for r in range(num_examples)], mods)
+
+    def iterate(self, start: int, stop: int, batch_size: int, process_index: int = 0,
+                process_count: int = 1):
+        for step in range(start, stop):
+            yield self.batch(step, batch_size, process_index, process_count)
