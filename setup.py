@@ -44,6 +44,9 @@ setup(
             "mdm-analysis=analysis.cli:main",
             "mdm-figures=analysis.cli:figures_main",
             "mdm-tokenize=mdm.data.tokenize:main",
+            "mdm-plan=mdm.plan:main",
+            "mdm-sample=mdm.generate:main",
+            "mdm-launch=launch.cli:main",
         ],
     },
 )
