@@ -28,3 +28,20 @@ def tiny_config():
     c = get_config("tiny")
     c.logging.progress = False
     return c
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """The embedded demo data set at its 'tiny' scale (built once per test session)."""
+    from mdm.demo_data.build import build_demo_dataset
+    return build_demo_dataset(tmp_path_factory.mktemp("demo_tiny"), scale="tiny", progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_shards(tiny_demo, tmp_path_factory):
+    """Token shards of the tiny demo data set (seq_len 128)."""
+    from mdm.data.tokenize import raw_from_demo, tokenize
+    toks = {k: tiny_demo.tokenizer(k) for k in ("text", "image", "audio")}
+    out = str(tmp_path_factory.mktemp("demo_shards"))
+    tokenize(raw_from_demo(tiny_demo), toks, out, 128, progress=False)
+    return out
