@@ -45,3 +45,25 @@ def tiny_demo_shards(tiny_demo, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("demo_shards"))
     tokenize(raw_from_demo(tiny_demo), toks, out, 128, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_run(tiny_demo_shards, tmp_path_factory):
+    """A tiny model trained for a few steps on the demo shards, with a checkpoint."""
+    import json
+    import os
+    from experiments.base import get_config
+    from mdm.trainer import train
+    with open(os.path.join(tiny_demo_shards, "manifest.json")) as f:
+        ts = json.load(f)["token_space"]
+    c = get_config("tiny")
+    c.logging.progress = False
+    c.token_space.update(text_vocab=ts["text_vocab"], image_vocab=ts["image_vocab"],
+                         audio_vocab=ts["audio_vocab"], pad_vocab_to=128)
+    c.data.update(source="shards", path=tiny_demo_shards, seq_len=128)
+    c.train.total_tokens = 16 * 128 * 8
+    c.eval.update(every=0.0, num_examples=16)
+    run = str(tmp_path_factory.mktemp("runs") / "demo" / "tiny")
+    summary = train(c, run)
+    assert summary["status"] == "done"
+    return run

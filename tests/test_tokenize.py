@@ -93,16 +93,9 @@ def test_cli_on_raw_files_and_resumption(tiny_demo, tmp_path, repo_root):
 
 
 @pytest.mark.slow
-def test_training_on_demo_shards(tiny_demo_shards, tmp_path, tiny_config):
-    from mdm.trainer import train
-    m = load_manifest(tiny_demo_shards)
-    c = tiny_config
-    ts = m["token_space"]
-    c.token_space.update(text_vocab=ts["text_vocab"], image_vocab=ts["image_vocab"],
-                         audio_vocab=ts["audio_vocab"], pad_vocab_to=128)
-    c.data.update(source="shards", path=tiny_demo_shards, seq_len=128)
-    c.train.total_tokens = 16 * 128 * 4
-    c.eval.update(every=0.0, num_examples=16)
-    c.checkpoint.enabled = False
-    s = train(c, str(tmp_path / "run"))
+def test_training_on_demo_shards(tiny_demo_run):
+    import json
+    s = json.loads(open(os.path.join(tiny_demo_run, "summary.json")).read())
     assert s["status"] == "done" and set(s["final_eval"]) == {"text", "image", "audio"}
+    cfg = json.loads(open(os.path.join(tiny_demo_run, "config.json")).read())
+    assert cfg["resolved"]["data"]["source"] == "shards"

@@ -1,0 +1,129 @@
+"""Metrics for generated outputs (numpy / scipy only).
+
+  * character error rate: Levenshtein distance(hyp, ref) / len(ref); exact match.
+  * mel-cepstral distortion with dynamic time warping: c = DCT-II(ln |mel amplitude|)[1:1+K]
+    per frame (25 ms windows, 10 ms hop, 40 mel bands floored 40 dB below the utterance's
+    loudest band, K = 13), silence trimmed; DTW aligns the two sequences
+    under the Euclidean frame distance, and
+        MCD = (10 / ln 10) * sqrt(2) * mean over the aligned path of ||c_a - c_b||_2   (dB).
+  * speech duration: frames within 35 dB of the loudest frame (10 ms hop), in seconds.
+  * text statistics: unigram / bigram Jensen-Shannon divergence (nats) between generated and
+    held-out token streams, and the repetition rate 1 - distinct bigrams / bigrams.
+"""
+from __future__ import annotations
+
+import collections
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy.fft import dct
+from scipy.signal import stft
+
+
+def levenshtein(a: Sequence, b: Sequence) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def cer(hyp: str, ref: str) -> float:
+    return levenshtein(hyp, ref) / max(len(ref), 1)
+
+
+def mel_filterbank(sr: int, n_fft: int, n_mels: int = 40) -> np.ndarray:
+    """[n_mels, n_fft // 2 + 1] triangular filters on the HTK mel scale."""
+    mel = lambda f: 2595 * np.log10(1 + f / 700)
+    inv = lambda m: 700 * (10 ** (m / 2595) - 1)
+    pts = inv(np.linspace(mel(0), mel(sr / 2), n_mels + 2))
+    bins = np.fft.rfftfreq(n_fft, 1 / sr)
+    fb = np.zeros((n_mels, len(bins)))
+    for i in range(n_mels):
+        lo, c, hi = pts[i], pts[i + 1], pts[i + 2]
+        fb[i] = np.clip(np.minimum((bins - lo) / (c - lo), (hi - bins) / (hi - c)), 0, None)
+    return fb
+
+
+def mel_cepstrum(wave: np.ndarray, sr: int, n_coef: int = 13) -> np.ndarray:
+    """[frames, n_coef] mel cepstra (c0 dropped)."""
+    win, hop = int(0.025 * sr), int(0.010 * sr)
+    n_fft = 1 << (win - 1).bit_length()
+    _, _, z = stft(np.asarray(wave, np.float64), sr, nperseg=win, noverlap=win - hop, nfft=n_fft,
+                   boundary=None, padded=False)
+    power = np.abs(z) ** 2                                               # [bins, frames]
+    mel = mel_filterbank(sr, n_fft) @ power                              # [mels, frames]
+    mel = np.maximum(mel, mel.max() * 1e-4 + 1e-20)                      # 40 dB floor
+    logmel = 0.5 * np.log(mel)                                           # ln amplitude
+    return dct(logmel, type=2, axis=0, norm="ortho")[1:1 + n_coef].T
+
+
+def dtw_mean_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean Euclidean frame distance along the optimal DTW path."""
+    d = np.linalg.norm(a[:, None] - b[None], axis=-1)
+    n, m = d.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    steps = np.zeros((n + 1, m + 1), np.int64)
+    acc[0, 0] = 0.0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            choices = (acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])
+            k = int(np.argmin(choices))
+            prev = [(i - 1, j - 1), (i - 1, j), (i, j - 1)][k]
+            acc[i, j] = d[i - 1, j - 1] + choices[k]
+            steps[i, j] = steps[prev] + 1
+    return float(acc[n, m] / steps[n, m])
+
+
+def mcd_dtw(wave: np.ndarray, reference: np.ndarray, sr: int) -> float:
+    a, b = mel_cepstrum(trim(wave, sr), sr), mel_cepstrum(trim(reference, sr), sr)
+    if len(a) == 0 or len(b) == 0:
+        return math.inf
+    return 10.0 / math.log(10.0) * math.sqrt(2.0) * dtw_mean_distance(a, b)
+
+
+def _frame_db(wave: np.ndarray, sr: int) -> np.ndarray:
+    hop = int(0.010 * sr)
+    n = len(wave) // hop
+    frames = np.asarray(wave[: n * hop], np.float64).reshape(n, hop)
+    return 10 * np.log10((frames ** 2).mean(1) + 1e-12)
+
+
+def speech_duration(wave: np.ndarray, sr: int, floor_db: float = 35.0) -> float:
+    db = _frame_db(wave, sr)
+    if len(db) == 0:
+        return 0.0
+    return float((db > db.max() - floor_db).sum() * 0.010)
+
+
+def trim(wave: np.ndarray, sr: int, floor_db: float = 35.0) -> np.ndarray:
+    db = _frame_db(wave, sr)
+    hop = int(0.010 * sr)
+    on = np.flatnonzero(db > db.max() - floor_db) if len(db) else np.array([], int)
+    if len(on) == 0:
+        return np.asarray(wave)
+    return np.asarray(wave)[on[0] * hop:(on[-1] + 1) * hop]
+
+
+def _js(p: collections.Counter, q: collections.Counter) -> float:
+    keys = set(p) | set(q)
+    sp, sq = sum(p.values()) or 1, sum(q.values()) or 1
+    out = 0.0
+    for k in keys:
+        a, b = p[k] / sp, q[k] / sq
+        m = (a + b) / 2
+        out += (a * math.log(a / m) if a else 0.0) + (b * math.log(b / m) if b else 0.0)
+    return out / 2
+
+
+def text_statistics(generated: Iterable[Sequence[int]], held_out: Iterable[Sequence[int]]
+                    ) -> dict[str, float]:
+    gen, ref = [list(g) for g in generated], [list(r) for r in held_out]
+    uni = lambda seqs: collections.Counter(t for s in seqs for t in s)
+    bi = lambda seqs: collections.Counter(b for s in seqs for b in zip(s, s[1:]))
+    reps = [1 - len(set(zip(s, s[1:]))) / max(len(s) - 1, 1) for s in gen if len(s) > 1]
+    return {"unigram_js": _js(uni(gen), uni(ref)), "bigram_js": _js(bi(gen), bi(ref)),
+            "repetition_rate": float(np.mean(reps)) if reps else 0.0}
