@@ -1,0 +1,345 @@
+"""From a runs root to every fit, table, figure and audit (what `mdm-figures` and `mdm-analysis`
+run, and what the notebook calls).
+
+Which sweep feeds which study is decided by a regex on the sweep name (case-insensitive;
+override with `sweeps={"isoflop": "my_ladder", ...}`):
+
+    scaling    isoflop|scaling|ladder|chinchilla   per-modality laws, loss vs compute
+    isoflop    isoflop                             IsoFLOP profiles, frontier
+    mixing     mix                                 mixing laws, optimal mixture
+    batch_size batch                               steps to target vs batch, critical batch
+    sde        sde                                 SDE collapse
+    schedules  sched|noise                         noise-schedule table
+    sampling   sampl                               sampling-default table
+
+Only finished runs (status done) enter fits; the others are listed in each result's
+`excluded` with their status. A study whose sweep is absent or unusable is skipped with the
+reason recorded under "skipped" (never an exception from `make_all_figures`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from mdm.run_contract import MODALITIES
+
+from .audit import audit_batch_size, audit_chinchilla, audit_isoflop, audit_mixing
+from .batch_size import fit_batch_size, sde_collapse, steps_to_target
+from .frontier import compute_optimal
+from .isoflop import fit_isoflop
+from .loading import RunSet, load_runs, modalities_present, select_done
+from .mixing import fit_mixing_law, optimal_mixture
+from .modality import fit_modality_laws
+from .results import BatchSizeFit, Result, to_jsonable
+from .stats import AnalysisError
+from .tables import sampling_table, schedule_table
+
+SWEEP_PATTERNS: dict[str, str] = {
+    "scaling": r"isoflop|scaling|ladder|chinchilla",
+    "isoflop": r"isoflop",
+    "mixing": r"mix",
+    "batch_size": r"batch",
+    "sde": r"sde",
+    "schedules": r"sched|noise",
+    "sampling": r"sampl",
+}
+MIX_DOMAINS = tuple(f"config.data.mixture.{m}" for m in MODALITIES)
+
+
+def _runset(source: str | RunSet) -> RunSet:
+    if isinstance(source, RunSet):
+        return source
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_runs(source)
+
+
+def _select(rs: RunSet, study: str, sweeps: Mapping[str, str] | None) -> RunSet:
+    pat = (sweeps or {}).get(study, SWEEP_PATTERNS[study])
+    return rs.sweep(pat)
+
+
+def batch_size_from_runs(rs: RunSet, loss: str = "bits_text", target: float | dict | None = None,
+                         rel_margin: float = 0.005, group: str = "N", batch: str = "physical_batch_seqs",
+                         overhead: float = 0.2, B0: float | None = None, scale_unit: float = 1.0):
+    """Steps to a target loss for each finished run of a batch sweep, then `fit_batch_size`.
+
+    target: one loss for all runs, a dict {run_id: loss}, a dict {group value: loss}, or None:
+    per group, the largest of the runs' best eval losses times (1 + rel_margin), i.e. a loss
+    every run of the group reaches. B0 defaults to the smallest batch measured.
+    Returns (BatchSizeFit, the per-run frame with its `steps_to_target` column).
+    """
+    runs, excluded = select_done(rs.runs)
+    if runs.empty:
+        raise AnalysisError("batch_size_from_runs: no finished runs")
+    ev = rs.evals[rs.evals["run_id"].isin(runs["run_id"])]
+    if loss not in ev.columns:
+        raise AnalysisError(f"batch_size_from_runs: the eval curves have no {loss} column")
+    best = ev.groupby("run_id")[loss].min()
+    tmap: dict[str, float] = {}
+    for key, g in runs.groupby(group):
+        if target is None:
+            t = float(best.reindex(g["run_id"]).max() * (1 + rel_margin))
+        elif isinstance(target, dict):
+            t = target.get(key, np.nan)
+        else:
+            t = float(target)
+        for rid in g["run_id"]:
+            tmap[rid] = target[rid] if isinstance(target, dict) and rid in target else t
+    st = steps_to_target(ev, tmap, loss=loss, x="step")
+    data = runs.merge(st.rename(columns={"steps": "steps_to_target"}), on="run_id", how="left")
+    nr = data[~data["reached"].astype(bool)]
+    excluded += [{"run_id": r, "reason": f"never reached the target {loss}"} for r in nr["run_id"]]
+    B0 = float(data[batch].min()) if B0 is None else B0
+    fit = fit_batch_size(data[data["reached"].astype(bool)], batch=batch, steps="steps_to_target",
+                         group=group, overhead=overhead, B0=B0, scale_unit=scale_unit)
+    fit.excluded = excluded + fit.excluded
+    fit.columns["target"] = {str(k): v for k, v in tmap.items()}
+    return fit, data
+
+
+STUDIES = ("laws", "isoflop", "mixing", "batch_size", "sde", "schedules", "sampling")
+
+
+def analyse(source: str | RunSet, sweeps: Mapping[str, str] | None = None, n_bootstrap: int = 200,
+            seed: int = 0, metric: str = "bits", studies: tuple[str, ...] = STUDIES) -> dict[str, Any]:
+    """Run every study (of `studies`) whose sweep is present; returns a dict of results and
+    tables, with "skipped": {study: reason} for the others."""
+    unknown = set(studies) - set(STUDIES)
+    if unknown:
+        raise AnalysisError(f"unknown studies {sorted(unknown)}; known: {STUDIES}")
+    rs = _runset(source)
+    out: dict[str, Any] = {"skipped": {}, "root": rs.root}
+
+    def attempt(name, fn):
+        try:
+            return fn()
+        except (AnalysisError, ValueError, KeyError, np.linalg.LinAlgError) as e:
+            out["skipped"][name] = f"{type(e).__name__}: {e}"
+            return None
+
+    sc = _select(rs, "scaling", sweeps)
+    done, _ = select_done(sc.runs)
+    if "laws" not in studies:
+        pass
+    elif len(done):
+        mods = modalities_present(done, metric)
+        laws = attempt("laws", lambda: fit_modality_laws(sc.runs[sc.runs["done"]], mods, mode="separate",
+                                                         loss=metric + "_{m}", n_bootstrap=n_bootstrap, seed=seed))
+        if laws is not None:
+            laws.excluded += select_done(sc.runs)[1]
+            out["laws"] = laws
+            Cg = np.geomspace(float(done["C"].min()) / 10, float(done["C"].max()) * 100, 15)
+            out["allocation"] = {m: attempt(f"allocation_{m}", lambda f=f: compute_optimal(
+                f, C=Cg, k=float(np.nanmedian(done["flops_per_token"] / done["N"]))))
+                for m, f in laws.fits.items()}
+        if len(mods) > 1 and laws is not None:
+            out["laws_joint"] = attempt("laws_joint", lambda: fit_modality_laws(
+                done, list(laws.fits), mode="joint", loss=metric + "_{m}", n_bootstrap=n_bootstrap,
+                seed=seed, separate=laws))
+    else:
+        out["skipped"]["laws"] = "no finished runs in the scaling sweep"
+
+    iso = _select(rs, "isoflop", sweeps)
+    idone, iexcl = select_done(iso.runs)
+    if "isoflop" not in studies:
+        pass
+    elif len(idone):
+        out["isoflop"] = {}
+        for m in modalities_present(idone, metric):
+            r = attempt(f"isoflop_{m}", lambda m=m: fit_isoflop(idone, loss=f"{metric}_{m}", n="N", d="D", budget="C"))
+            if r is not None:
+                r.excluded = iexcl + r.excluded
+                out["isoflop"][m] = r
+    else:
+        out["skipped"]["isoflop"] = "no finished runs in an isoflop sweep"
+
+    mx = _select(rs, "mixing", sweeps)
+    mdone, mexcl = select_done(mx.runs)
+    doms = [d for d in MIX_DOMAINS if d in mdone.columns]
+    if "mixing" not in studies:
+        pass
+    elif len(mdone) and len(doms) >= 2:
+        tg = [f"{metric}_{m}" for m in modalities_present(mdone, metric)]
+        fits = {t: attempt(f"mixing_{t}", lambda t=t: fit_mixing_law(mdone, t, doms)) for t in tg}
+        fits = {k: v for k, v in fits.items() if v is not None}
+        lin = {t: attempt(f"mixing_linear_{t}", lambda t=t: fit_mixing_law(mdone, t, doms, law="linear")) for t in tg}
+        for f in fits.values():
+            f.excluded = mexcl + f.excluded
+        out["mixing"] = fits
+        out["mixing_linear"] = {k: v for k, v in lin.items() if v is not None}
+        if fits:
+            out["optimal_mixture"] = attempt("optimal_mixture", lambda: optimal_mixture(fits))
+        out["mixing_runs"] = mdone
+    else:
+        out["skipped"]["mixing"] = "no finished runs with config.data.mixture.* in a mixing sweep"
+
+    bs = _select(rs, "batch_size", sweeps)
+    if "batch_size" not in studies:
+        pass
+    elif len(select_done(bs.runs)[0]):
+        res = attempt("batch_size", lambda: batch_size_from_runs(bs, loss=f"{metric}_text"
+                                                                 if f"{metric}_text" in bs.evals.columns
+                                                                 else f"{metric}"))
+        if res is not None:
+            out["batch_size"], out["batch_data"] = res
+    else:
+        out["skipped"]["batch_size"] = "no finished runs in a batch sweep"
+
+    sd = _select(rs, "sde", sweeps)
+    sdone, sexcl = select_done(sd.runs)
+    if "sde" not in studies:
+        pass
+    elif len(sdone):
+        lossc = f"{metric}_text" if f"{metric}_text" in sd.evals.columns else metric
+        r = attempt("sde", lambda: sde_collapse(sd.evals, sdone, loss=lossc))
+        if r is not None:
+            r.excluded = sexcl + r.excluded
+            out["sde"] = r
+            out["sde_curves"] = (sd.evals, sdone)
+    else:
+        out["skipped"]["sde"] = "no finished runs in an sde sweep"
+
+    sch = _select(rs, "schedules", sweeps)
+    if "schedules" not in studies:
+        pass
+    elif len(select_done(sch.runs)[0]):
+        t = attempt("schedules", lambda: schedule_table(sch.runs, metric=metric))
+        if t is not None:
+            out["schedules"] = t
+    else:
+        out["skipped"]["schedules"] = "no finished runs in a schedule sweep"
+    sa = _select(rs, "sampling", sweeps)
+    if "sampling" not in studies:
+        pass
+    elif len(select_done(sa.runs)[0]):
+        t = attempt("sampling", lambda: sampling_table(sa.runs))
+        if t is not None:
+            out["sampling"] = t
+    else:
+        out["skipped"]["sampling"] = "no finished runs in a sampling sweep"
+    return out
+
+
+def results_to_json(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-able part of `analyse`'s output (results and tables; curves/frames left out)."""
+    out: dict[str, Any] = {}
+    for k, v in results.items():
+        if k in ("mixing_runs", "batch_data", "sde_curves"):
+            continue
+        if isinstance(v, pd.DataFrame):
+            out[k] = v.to_dict(orient="records")
+        elif isinstance(v, Result):
+            out[k] = v.to_dict()
+        elif isinstance(v, dict):
+            out[k] = {kk: (vv.to_dict() if isinstance(vv, Result) else vv) for kk, vv in v.items()}
+        else:
+            out[k] = v
+    return to_jsonable(out)
+
+
+def make_all_figures(source: str | RunSet, out_dir: str, sweeps: Mapping[str, str] | None = None,
+                     n_bootstrap: int = 200, seed: int = 0, formats=("png", "pdf"),
+                     write_results: bool = True, results: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Fit everything (`analyse`) and draw every figure whose data is present into `out_dir`.
+
+    Writes <name>.png/.pdf per figure, and (write_results) fits.json plus the tables as CSV.
+    `results` reuses a previous `analyse(source)` instead of refitting.
+    Returns {"figures": {name: [paths]}, "skipped": {name: reason}, "results": analyse(...)}.
+    """
+    from . import figures as F
+
+    rs = _runset(source)
+    res = dict(results) if results is not None else analyse(rs, sweeps=sweeps, n_bootstrap=n_bootstrap, seed=seed)
+    os.makedirs(out_dir, exist_ok=True)
+    made: dict[str, list[str]] = {}
+    skipped = dict(res.get("skipped", {}))
+
+    def draw(name, fn):
+        try:
+            fig = fn()
+        except (AnalysisError, ValueError, KeyError) as e:
+            skipped[f"figure:{name}"] = f"{type(e).__name__}: {e}"
+            return
+        made[name] = F.save_figure(fig, out_dir, name, formats)
+
+    if "laws" in res:
+        sc = _select(rs, "scaling", sweeps)
+        draw("loss_vs_compute", lambda: F.plot_loss_vs_compute(select_done(sc.runs)[0], res["laws"]))
+    if res.get("isoflop"):
+        iso_done = select_done(_select(rs, "isoflop", sweeps).runs)[0]
+        m0 = next(iter(res["isoflop"]))
+        draw("isoflop", lambda: F.plot_isoflop(res["isoflop"][m0], iso_done))
+        allocs = {m: a for m, a in (res.get("allocation") or {}).items() if a is not None}
+        draw("frontier", lambda: F.plot_frontier(isoflop=res["isoflop"][m0], allocations=allocs))
+    if res.get("mixing"):
+        draw("mixing", lambda: F.plot_mixing(res["mixing_runs"], res["mixing"], res.get("optimal_mixture"),
+                                             baseline=res.get("mixing_linear")))
+    if isinstance(res.get("batch_size"), BatchSizeFit):
+        draw("batch_size", lambda: F.plot_batch_size(res["batch_size"], res["batch_data"]))
+    if "sde" in res:
+        draw("sde_collapse", lambda: F.plot_sde_collapse(*res["sde_curves"], res["sde"]))
+    if "schedules" in res:
+        draw("schedules", lambda: F.plot_comparison(res["schedules"], "noise-schedule comparison"))
+    if "sampling" in res:
+        draw("sampling", lambda: F.plot_comparison(res["sampling"], "sampling-default comparison"))
+    if write_results:
+        with open(os.path.join(out_dir, "fits.json"), "w", encoding="utf-8") as f:
+            json.dump(results_to_json(res), f, indent=1, allow_nan=False)
+        for name in ("schedules", "sampling"):
+            if name in res:
+                res[name].to_csv(os.path.join(out_dir, f"{name}.csv"), index=False)
+    return {"figures": made, "skipped": skipped, "results": res}
+
+
+def audit_runs(source: str | RunSet, sweeps: Mapping[str, str] | None = None, metric: str = "bits",
+               n_bootstrap: int = 200, seed: int = 0, modalities: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Extrapolation audit of every law whose sweep is present (see `audit`); returns
+    {name: AuditResult} plus "skipped": {name: reason}. `modalities` limits the per-modality
+    audits (default: every modality with losses)."""
+    rs = _runset(source)
+
+    def mods_of(df):
+        ms = modalities_present(df, metric) if len(df) else []
+        return [m for m in ms if modalities is None or m in modalities]
+
+    out: dict[str, Any] = {"skipped": {}}
+
+    def attempt(name, fn):
+        try:
+            out[name] = fn()
+        except (AnalysisError, ValueError, KeyError) as e:
+            out["skipped"][name] = f"{type(e).__name__}: {e}"
+
+    sc = select_done(_select(rs, "scaling", sweeps).runs)[0]
+    for m in mods_of(sc):
+        attempt(f"chinchilla_{m}", lambda m=m: audit_chinchilla(sc, loss=f"{metric}_{m}", by="C",
+                                                                n_bootstrap=n_bootstrap, seed=seed))
+    iso = select_done(_select(rs, "isoflop", sweeps).runs)[0]
+    for m in mods_of(iso):
+        attempt(f"isoflop_{m}", lambda m=m: audit_isoflop(iso, loss=f"{metric}_{m}"))
+    bs = _select(rs, "batch_size", sweeps)
+    if len(select_done(bs.runs)[0]):
+        try:
+            _, data = batch_size_from_runs(bs)
+            reached = data[data["reached"].astype(bool)]
+            attempt("critical_batch", lambda: audit_batch_size(
+                reached, batch="physical_batch_seqs", steps="steps_to_target", group="N",
+                B0=float(reached["physical_batch_seqs"].min())))
+        except (AnalysisError, ValueError) as e:
+            out["skipped"]["critical_batch"] = str(e)
+    mx = select_done(_select(rs, "mixing", sweeps).runs)[0]
+    doms = [d for d in MIX_DOMAINS if d in mx.columns]
+    for m in mods_of(mx) if len(doms) >= 2 else []:
+        attempt(f"mixing_{m}", lambda m=m: audit_mixing(mx, f"{metric}_{m}", doms, seed=seed))
+    return out
+
+
+__all__ = ["analyse", "make_all_figures", "audit_runs", "batch_size_from_runs", "results_to_json",
+           "SWEEP_PATTERNS"]
