@@ -1,0 +1,43 @@
+"""The main job, reduced: tiny demo data, 2 sizes x 3 budgets, fits, samples, report."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.slow
+def test_reduced_demo_pipeline_produces_a_valid_report(tiny_demo, tmp_path, repo_root):
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "mdm.demo", "--scale", "tiny", "--quick", "--demo_dir",
+           str(tiny_demo.root), "--data", str(tmp_path / "data"), "--out", str(out),
+           "--samples", "2", "--parallel", "2"]
+    p = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    report = out / "demo_report"
+    assert p.stdout.strip().splitlines()[-1] == str(report / "report.md")
+    text = (report / "report.md").read_text()
+    for needle in ("## Fitted laws", "loss_vs_compute.png", "t2i_samples.png", "| t2s |"):
+        assert needle in text
+    # every figure is a readable PNG
+    import matplotlib.image as mpimg
+    for png in ("loss_vs_compute.png", "t2i_samples.png"):
+        assert mpimg.imread(report / png).ndim == 3
+    # the fits are JSON with finite parameters for every modality
+    fits = json.loads((report / "fits.json").read_text())
+    assert set(fits["fits"]) == {"text", "image", "audio"}
+    for f in fits["fits"].values():
+        assert all(np.isfinite(f["params"][k]) for k in ("E", "A", "B", "alpha", "beta"))
+    # the T2S samples are readable WAVs
+    from scipy.io import wavfile
+    wavs = sorted((report / "samples" / "t2s").glob("*.wav"))
+    assert wavs
+    sr, w = wavfile.read(wavs[0])
+    assert sr == 8000 and len(w) > 0
+    meta = json.loads((report / "samples" / "t2s" / "samples.json").read_text())
+    assert np.isfinite(meta["metrics"]["mcd_db"])
+    # relaunching reuses every finished run
+    p2 = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=1200)
+    assert p2.returncode == 0 and "6 runs, 0 to launch" in p2.stderr
