@@ -17,9 +17,10 @@ range, optionally truncated (top-k, top-p), in float32:
     n = #masked - round(N_gen (1 - alpha(s))) highest-scoring positions;
   * margin / entropy: as confidence, scored by p_top1 - p_top2, or by -H(p).
 
-Classifier-free guidance (weight w, optionally time dependent): the conditional and the
+Classifier-free guidance (weight w >= 0, optionally time dependent): the conditional and the
 unconditional (condition fully masked) inputs run as one batch of 2B, and
-log p_guided = log_softmax(log p_u + w(t) (log p_c - log p_u)).
+log p_guided = log_softmax(log p_c + w(t) (log p_c - log p_u)), so w = 0 is the plain
+conditional model (and skips the unconditional pass).
 
 Invariants (tested): revealed tokens never change, the prompt is never altered, no MASK remains,
 tokens stay in their target modality's range, the same key gives the same output.
@@ -49,7 +50,7 @@ class SamplerConfig:
     temperature: float = 1.0
     top_k: int = 0                    # 0 = off
     top_p: float = 1.0                # 1 = off
-    guidance: float = 0.0             # classifier-free guidance weight w (0 = off)
+    guidance: float = 0.0             # classifier-free guidance weight w (0 = conditional only)
     guidance_schedule: str = "constant"   # constant | increasing (w (1 - t)) | decreasing (w t)
     confidence_temperature: float = 1.0   # Gumbel noise on the confidence scores (x t)
     time_grid: str = "uniform"        # uniform | cosine
@@ -62,6 +63,8 @@ class SamplerConfig:
             raise ValueError(f"sampler steps must be >= 1, got {self.steps}")
         if not self.temperature > 0:
             raise ValueError(f"sampler temperature must be > 0, got {self.temperature}")
+        if self.guidance < 0:
+            raise ValueError(f"sampler guidance must be >= 0, got {self.guidance}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"sampler top_p must be in (0, 1], got {self.top_p}")
         if self.time_grid not in ("uniform", "cosine"):
@@ -110,7 +113,7 @@ def guided_logp(logits_fn: Callable[[Array, Array], Array], x: Array, prompt: Pr
     lp = modality_log_softmax(both, tm, space)
     lc, lu = jnp.split(lp, 2)
     w = cfg.guidance * {"constant": 1.0, "increasing": 1.0 - t, "decreasing": t}[cfg.guidance_schedule]
-    return jax.nn.log_softmax(lu + w * (lc - lu), axis=-1)
+    return jax.nn.log_softmax(lc + w * (lc - lu), axis=-1)
 
 
 def _scores(method: str, logp: Array, sampled_logp: Array) -> Array:

@@ -122,6 +122,6 @@ def test_guidance_moves_toward_the_conditional():
         rates.append((x[np.asarray(gen)] == lo + 4).mean())
     p_cond = np.exp(2) / (np.exp(2) + 8)
     assert abs(rates[0] - p_cond) < 0.01
-    # log p_u + w (log p_c - log p_u): the logit gap 2 becomes w * 2
-    p_guided = np.exp(2 * 3) / (np.exp(2 * 3) + 8)
+    # log p_c + w (log p_c - log p_u): the logit gap 2 becomes (1 + w) * 2
+    p_guided = np.exp(2 * 4) / (np.exp(2 * 4) + 8)
     assert abs(rates[1] - p_guided) < 0.01
