@@ -1,0 +1,142 @@
+"""The model ladder every study uses: sizes s0..s11 named by width, depth and heads by one rule.
+
+    width  64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072   (x1.5 / x1.33 steps)
+    depth  max(2, round(width / 128))          a fixed aspect ratio of 128 (min 2 layers)
+    heads  width / head_dim,  head_dim = 32 below width 256 (the CPU sizes), 64 up to 1536,
+           128 from 2048 (the accelerator sizes)
+
+    name  width depth heads   non-embedding params (vocab 6.1k, base config's token space)
+    s0      64    2    2      ~0.5M         CPU demo sizes
+    s2     128    2    4      ~1.2M         = the CompleteP base shape
+    s6     512    4    8      ~16M
+    s8    1024    8   16      ~107M
+    s11   3072   24   24      ~2.74B        the paper's ~3B (about 2.9B total with a 32k text
+                                            vocabulary)
+
+Every rung uses the CompleteP parameterization (mdm.model) relative to one fixed base shape
+(BASE_WIDTH x BASE_DEPTH = s2), so learning rate, init scale and weight decay tuned at the base
+transfer up the ladder; the transfer check is this file's sweep. Rungs from width 2048 use
+activation rematerialisation (memory, not results).
+
+`param_counts(cfg)` / `flops_per_token(cfg)` measure a config's model on an abstract init
+(jax.eval_shape, nothing allocated) and apply mdm.flops.flops_per_token, so IsoFLOP planning
+uses the same numbers the trainer logs.
+
+    python -m mdm.train --config experiments/ladder.py:size=s3,scale=cpu --workdir runs/l/s3
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import ml_collections as mlc
+
+from experiments import common
+from experiments.sweep import Point, Sweep, fmt, format_arg, parse_arg, product
+
+WIDTHS: tuple[int, ...] = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072)
+ASPECT = 128
+MIN_DEPTH = 2
+BASE_WIDTH, BASE_DEPTH = 128, 2
+REMAT_FROM_WIDTH = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    name: str
+    width: int
+    depth: int
+    heads: int
+    head_dim: int
+
+
+def depth_for(width: int) -> int:
+    return max(MIN_DEPTH, round(width / ASPECT))
+
+
+def head_dim_for(width: int) -> int:
+    return 32 if width < 256 else 64 if width < 2048 else 128
+
+
+def ladder() -> list[Size]:
+    """Every rung, smallest first: [(name, width, depth, heads, head_dim), ...]."""
+    return [Size(f"s{i}", w, depth_for(w), w // head_dim_for(w), head_dim_for(w))
+            for i, w in enumerate(WIDTHS)]
+
+
+SIZES: dict[str, Size] = {s.name: s for s in ladder()}
+
+
+def size(name: str) -> Size:
+    if name not in SIZES:
+        raise ValueError(f"unknown model size {name!r}; the ladder has {', '.join(SIZES)}")
+    return SIZES[name]
+
+
+def sizes_between(lo: str, hi: str) -> list[str]:
+    names = list(SIZES)
+    return names[names.index(size(lo).name): names.index(size(hi).name) + 1]
+
+
+def apply_size(cfg: mlc.ConfigDict, name: str) -> mlc.ConfigDict:
+    s = size(name)
+    cfg.model.update(width=s.width, depth=s.depth, num_heads=s.heads, head_dim=0,
+                     parameterization="completep", base_width=BASE_WIDTH, base_depth=BASE_DEPTH,
+                     remat=s.width >= REMAT_FROM_WIDTH)
+    return cfg
+
+
+@functools.lru_cache(maxsize=256)
+def _counts(model_cfg: Any, seq_len: int) -> tuple[tuple[str, int], ...]:
+    from mdm.model import Transformer, count_params
+    from mdm.train_state import abstract_params
+    return tuple(sorted(count_params(abstract_params(Transformer(model_cfg), seq_len)).items()))
+
+
+def param_counts(cfg: mlc.ConfigDict) -> dict[str, int]:
+    """Measured parameter counts of cfg's model (params_total, params_non_embedding, ...)."""
+    from mdm.token_space import TokenSpace
+    from mdm.trainer import model_config
+    mcfg = model_config(cfg, TokenSpace.from_config(cfg.token_space))
+    return dict(_counts(mcfg, min(int(cfg.data.seq_len), 64)))  # counts do not depend on L
+
+
+def flops_per_token(cfg: mlc.ConfigDict) -> float:
+    """Training FLOPs per token of cfg's model at cfg's sequence length (mdm.flops)."""
+    from mdm.flops import flops_per_token as fpt
+    m = cfg.model
+    head_dim = m.head_dim or m.width // m.num_heads
+    return fpt(param_counts(cfg)["params_non_embedding"], m.depth, cfg.data.seq_len,
+               m.num_heads * head_dim)
+
+
+# --- config and sweep -----------------------------------------------------------------------
+
+ARGS = dict(size="s2", scale="cpu", tokens=0.0, lr=0.0)
+
+
+def get_config(arg: str | None = None) -> mlc.ConfigDict:
+    """size=sN (a rung), scale=cpu|paper (common.study_base), tokens (0 = the scale's default),
+    lr (0 = the base config's)."""
+    a = parse_arg(arg, ARGS, positional="size", where="experiments/ladder.py")
+    c = apply_size(common.study_base(a.scale), a.size)
+    if a.tokens:
+        c.train.total_tokens = a.tokens
+    if a.lr:
+        c.optimizer.lr = a.lr
+    return c
+
+
+SWEEP_ARGS = dict(sizes=("s0", "s1", "s2", "s3", "s4"), lrs=(1e-3, 3e-3, 1e-2, 3e-2),
+                  scale="cpu", tokens=1e5)
+
+
+def sweep(arg: str | None = None) -> Sweep:
+    """Hyperparameter transfer: learning rate x rung; the best lr should not move with size."""
+    a = parse_arg(arg, SWEEP_ARGS, where="experiments/ladder.py sweep")
+    pts = [Point(f"{p['size']}-lr{fmt(p['lr'])}",
+                 format_arg(size=p["size"], scale=a.scale, tokens=a.tokens, lr=p["lr"]))
+           for p in product(size=a.sizes, lr=a.lrs)]
+    return Sweep(f"ladder-transfer-{a.scale}", pts,
+                 description="CompleteP transfer check: learning rate x model size")

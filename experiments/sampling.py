@@ -1,0 +1,128 @@
+"""The sampling-defaults study: denoising steps, temperature, classifier-free guidance weight
+and sampler, per modality, applied to one trained checkpoint. A config and a sweep only: the
+sampler itself (`mdm.sample`, same command-line shape as mdm.train:
+`python -m mdm.sample --config FILE:ARG --workdir OUT [--config.a.b=v]`) is built separately;
+until it exists the launcher expands and dry-runs this sweep but refuses to execute it.
+
+The config is the `paper` study base at the checkpoint's ladder size (the sampler should take
+the model from the checkpoint's config.json) plus a `sampling` section:
+
+    sampling.checkpoint     run directory whose newest checkpoint is sampled
+    sampling.step           checkpoint step (-1 = newest)
+    sampling.num_samples, sampling.batch_size, sampling.seed
+    sampling.tasks          "+"-joined subset of text (unconditional), t2i, t2s, i2t, s2t
+    sampling.{text,image,audio}:
+        steps               denoising steps (number of unmasking rounds)
+        temperature         softmax temperature of the token draws
+        guidance            classifier-free guidance weight w (0 = none):
+                            logits = (1 + w) cond - w uncond
+        sampler             ancestral | confidence | margin  (MDM ancestral sampling, or
+                            unmask the most confident / largest-margin positions first)
+        top_p               nucleus mass (1 = off)
+        unmask_schedule     linear | cosine  (how many positions are revealed per round)
+
+Config argument: size, checkpoint, modality + steps, temperature, guidance, sampler (these set
+that modality's section), tasks, num_samples.
+
+Sweep (per modality, `modality=all|text|image|audio`): steps 32, 64, 128, 256 x temperature
+0.7, 0.9, 1.0 x sampler ancestral, confidence, and for image and audio guidance 0, 1, 3, 5:
+24 + 96 + 96 = 216 points. Names: image-st64-temp0.9-g3-ancestral. Set the checkpoint with
+`checkpoint=RUN_DIR` in the sweep argument or `--set sampling.checkpoint=RUN_DIR`.
+"""
+from __future__ import annotations
+
+import ml_collections as mlc
+
+from experiments import common, ladder
+from experiments.sweep import Point, Sweep, SweepError, fmt, format_arg, parse_arg, product
+
+ENTRYPOINT = "mdm.sample"
+MODALITIES = ("text", "image", "audio")
+SAMPLERS = ("ancestral", "confidence", "margin")
+UNMASK = ("linear", "cosine")
+TASKS = ("text", "t2i", "t2s", "i2t", "s2t")
+
+
+def sampling_section() -> mlc.ConfigDict:
+    def mod(guidance: float) -> mlc.ConfigDict:
+        return mlc.ConfigDict(dict(steps=128, temperature=1.0, guidance=guidance,
+                                   sampler="ancestral", top_p=1.0, unmask_schedule="linear"))
+    return mlc.ConfigDict(dict(checkpoint="", step=-1, num_samples=64, batch_size=16, seed=0,
+                               tasks="text+t2i+t2s", text=mod(0.0), image=mod(3.0),
+                               audio=mod(3.0)))
+
+
+def validate_sampling(c: mlc.ConfigDict) -> None:
+    """Reject impossible sampling settings, naming the field (like mdm.config_validation)."""
+    from mdm.config_validation import ConfigError
+    s = c.sampling
+
+    def check(ok: bool, field: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(f"config.sampling.{field}: {msg}")
+
+    check(s.num_samples >= 1, "num_samples", "must be >= 1")
+    check(s.batch_size >= 1, "batch_size", "must be >= 1")
+    tasks = [t for t in s.tasks.split("+") if t]
+    check(bool(tasks) and all(t in TASKS for t in tasks), "tasks",
+          f"must be a '+'-joined subset of {TASKS}, got {s.tasks!r}")
+    for m in MODALITIES:
+        g = s[m]
+        check(g.steps >= 1, f"{m}.steps", f"must be >= 1, got {g.steps}")
+        check(g.temperature > 0, f"{m}.temperature", f"must be > 0, got {g.temperature}")
+        check(g.guidance >= 0, f"{m}.guidance", f"must be >= 0, got {g.guidance}")
+        check(g.sampler in SAMPLERS, f"{m}.sampler", f"must be one of {SAMPLERS}")
+        check(0 < g.top_p <= 1, f"{m}.top_p", "must be in (0, 1]")
+        check(g.unmask_schedule in UNMASK, f"{m}.unmask_schedule", f"must be one of {UNMASK}")
+
+
+ARGS = dict(size="s6", checkpoint="", modality="image", steps=0, temperature=0.0,
+            guidance=-1.0, sampler="", tasks="", num_samples=0)
+
+
+def get_config(arg: str | None = None) -> mlc.ConfigDict:
+    a = parse_arg(arg, ARGS, where="experiments/sampling.py")
+    c = ladder.apply_size(common.study_base("paper"), a.size)
+    c.sampling = sampling_section()
+    c.sampling.checkpoint = a.checkpoint
+    if a.modality not in MODALITIES:
+        raise SweepError(f"experiments/sampling.py: modality must be one of {MODALITIES}")
+    g = c.sampling[a.modality]
+    if a.steps:
+        g.steps = a.steps
+    if a.temperature:
+        g.temperature = a.temperature
+    if a.guidance >= 0:
+        g.guidance = a.guidance
+    if a.sampler:
+        g.sampler = a.sampler
+    if a.tasks:
+        c.sampling.tasks = a.tasks
+    if a.num_samples:
+        c.sampling.num_samples = a.num_samples
+    validate_sampling(c)
+    return c
+
+
+TASK_OF = {"text": "text", "image": "t2i", "audio": "t2s"}
+SWEEP_ARGS = dict(modality=("all",), steps=(32, 64, 128, 256), temperature=(0.7, 0.9, 1.0),
+                  guidance=(0.0, 1.0, 3.0, 5.0), sampler=("ancestral", "confidence"),
+                  size="s6", checkpoint="")
+
+
+def sweep(arg: str | None = None) -> Sweep:
+    a = parse_arg(arg, SWEEP_ARGS, where="experiments/sampling.py sweep")
+    mods = MODALITIES if a.modality == ("all",) else a.modality
+    pts = []
+    for m in mods:
+        if m not in MODALITIES:
+            raise SweepError(f"experiments/sampling.py sweep: unknown modality {m!r}")
+        guid = (0.0,) if m == "text" else a.guidance  # unconditional text has no guidance
+        for p in product(steps=a.steps, temperature=a.temperature, guidance=guid,
+                         sampler=a.sampler):
+            name = f"{m}-st{p['steps']}-temp{fmt(p['temperature'])}"
+            name += "" if m == "text" else f"-g{fmt(p['guidance'])}"
+            pts.append(Point(f"{name}-{p['sampler']}", format_arg(
+                size=a.size, checkpoint=a.checkpoint, modality=m, tasks=TASK_OF[m], **p)))
+    return Sweep("sampling" + ("" if a.modality == ("all",) else "-" + "+".join(mods)), pts,
+                 entrypoint=ENTRYPOINT, description="sampling defaults per modality")

@@ -1,0 +1,108 @@
+"""Local executor: N runs at a time as child processes of this command, a progress bar over the
+grid (tqdm: runs finished / total, with done / failed counts) and one log per run
+(<sweep>/.launch/logs/<run id>.log).
+
+Each run is `python -m launch.worker SPEC` (DONE check, SIGTERM forwarding, multi-process runs
+on localhost with an explicit coordinator). Ctrl-C (or SIGTERM to this process) asks every
+running run to checkpoint and stop (exit 75); relaunching the same command resumes them.
+
+Options: parallel (runs at once, default 1), python (interpreter for the runs).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from launch.executor import Executor, Option, worker_argv
+from launch.spec import LaunchError, RunSpec
+
+
+class LocalExecutor(Executor):
+    name = "local"
+    OPTIONS = {
+        "parallel": Option(int, 1, "runs at once"),
+        "python": Option(str, sys.executable, "interpreter for the runs"),
+        "progress": Option(bool, True, "show the grid progress bar"),
+        "stop_grace_s": Option(float, 120.0, "seconds to wait for runs to checkpoint on Ctrl-C"),
+    }
+
+    def check(self) -> None:
+        if self.opts["parallel"] < 1:
+            raise LaunchError("executor local: parallel must be >= 1")
+
+    def submit(self, specs: list[RunSpec], dry_run: bool = False) -> dict[str, Any]:
+        if dry_run:
+            for s in specs:
+                env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+                argv = shlex.join(worker_argv(s, self.opts["python"]))
+                self.out(f"{env + ' ' if env else ''}{argv}"
+                         f"    # -> {shlex.join(['python', *s.train_args()])}")
+            return {"submitted": 0, "dry_run": True}
+        env = {**os.environ, **self.env}
+        pending = list(specs)
+        running: dict[str, tuple[subprocess.Popen, Any, RunSpec]] = {}
+        results: dict[str, int] = {}
+        bar = None
+        if self.opts["progress"] and specs:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=len(specs), desc=specs[0].sweep, unit="run", dynamic_ncols=True)
+        write = bar.write if bar is not None else self.out
+        stopping = {"flag": False}
+
+        def stop(signum=None, frame=None):
+            stopping["flag"] = True
+
+        old = signal.signal(signal.SIGTERM, stop)
+        try:
+            while pending or running:
+                while pending and len(running) < self.opts["parallel"] and not stopping["flag"]:
+                    s = pending.pop(0)
+                    os.makedirs(os.path.dirname(s.log_path), exist_ok=True)
+                    log = open(s.log_path, "a")
+                    p = subprocess.Popen(worker_argv(s, self.opts["python"]), cwd=s.repo,
+                                         env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                         stdin=subprocess.DEVNULL)
+                    running[s.run_id] = (p, log, s)
+                if stopping["flag"]:
+                    pending.clear()
+                    self._stop(running)
+                for rid, (p, log, s) in list(running.items()):
+                    if p.poll() is None:
+                        continue
+                    log.close()
+                    del running[rid]
+                    results[rid] = p.returncode
+                    if p.returncode != 0:
+                        write(f"{rid}: exit {p.returncode} (log: {s.log_path})")
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(done=sum(c == 0 for c in results.values()),
+                                        failed=sum(c != 0 for c in results.values()))
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            write("interrupted: asking the running runs to checkpoint and stop")
+            self._stop(running)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            if bar is not None:
+                bar.close()
+        done = sum(c == 0 for c in results.values())
+        return {"submitted": len(specs), "results": results, "done": done,
+                "failed": len(results) - done}
+
+    def _stop(self, running: dict) -> None:
+        for p, _, _ in running.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.time() + self.opts["stop_grace_s"]
+        for p, _, _ in running.values():
+            try:
+                p.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                p.kill()

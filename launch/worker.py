@@ -1,0 +1,182 @@
+"""Run one spec to completion (or to preemption): what every executor executes per run.
+
+    python -m launch.worker RUNS/<sweep>/.launch/specs/<run id>.json [--max-requeues 20]
+        [--coordinator HOST[:PORT] | --coordinator head] [--no-requeue]
+
+1. A run whose directory has DONE is skipped (exit 0): rerunning the trainer on a finished run
+   would only rewrite its summary.
+2. The run's command (RunSpec.train_args) is started from the repository root with its output
+   appended to .launch/logs/<run id>.log, and .launch/state/<run id>.json says "running".
+     * 1 host: one process;
+     * N hosts inside a SLURM allocation: `srun --ntasks=N` (one task per host); jax.distributed
+       is initialised from the SLURM environment (mdm/distributed.py), or, with --coordinator,
+       from an explicit address (where node names do not resolve; `head` = the first node of
+       the allocation) and SLURM_PROCID / SLURM_NTASKS;
+     * N hosts outside SLURM: N local processes with an explicit coordinator on 127.0.0.1.
+3. SIGTERM / SIGINT / SIGUSR1 are forwarded to the run as SIGTERM: the trainer saves a
+   checkpoint and exits 75. srun forwards them to its tasks.
+4. Exit 75 (preempted, or stopped early by train.max_steps) inside a SLURM job: the job is put
+   back in the queue with `scontrol requeue` of this job (ARRAYID_TASK for an array element:
+   the element's own SLURM_JOB_ID can equal the array's id, which would requeue every element),
+   at most --max-requeues times (SLURM_RESTART_COUNT); the next attempt resumes from the
+   checkpoint. Slurm makes a requeued batch job eligible again about 2 minutes later.
+
+Exit code: the run's (0 done, 2 bad config, 3 NaN, 75 preempted, other: failure).
+Standard library only (no JAX import in this process).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from launch.spec import RunSpec, write_state
+
+PREEMPTED = 75
+
+
+def _say(log, msg: str) -> None:
+    line = f"[launch {time.strftime('%H:%M:%S')}] {msg}"
+    print(line, flush=True)
+    if log is not None:
+        log.write(line + "\n")
+        log.flush()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def slurm_job_label() -> str:
+    e = os.environ
+    if "SLURM_ARRAY_JOB_ID" in e and "SLURM_ARRAY_TASK_ID" in e:
+        return f"{e['SLURM_ARRAY_JOB_ID']}_{e['SLURM_ARRAY_TASK_ID']}"
+    return e.get("SLURM_JOB_ID", "")
+
+
+def _head_node() -> str:
+    nodelist = os.environ.get("SLURM_JOB_NODELIST", "")
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True,
+                             text=True, timeout=30, check=True).stdout.split()
+        return out[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return nodelist.split(",")[0]
+
+
+def commands(spec: RunSpec, python: str, coordinator: str = "") -> list[list[str]]:
+    """The processes to start for a spec (one, or one per host outside SLURM)."""
+    base = [python, *spec.train_args()]
+    if spec.hosts <= 1:
+        return [base]
+    if os.environ.get("SLURM_JOB_ID"):
+        srun = ["srun", f"--ntasks={spec.hosts}", "--kill-on-bad-exit=1", "--export=ALL"]
+        if not coordinator:
+            return [srun + base]  # JAX reads the world from the SLURM step environment
+        host = _head_node() if coordinator == "head" else coordinator
+        if ":" not in host:
+            host = f"{host}:{20000 + int(os.environ['SLURM_JOB_ID']) % 20000}"
+        tail = (f" --config.multihost.coordinator={shlex.quote(host)}"
+                " --config.multihost.num_processes=$SLURM_NTASKS"
+                " --config.multihost.process_id=$SLURM_PROCID")
+        return [srun + ["bash", "-c", "exec " + shlex.join(base) + tail]]
+    addr = coordinator or f"127.0.0.1:{_free_port()}"
+    return [base + [f"--config.multihost.coordinator={addr}",
+                    f"--config.multihost.num_processes={spec.hosts}",
+                    f"--config.multihost.process_id={i}"] for i in range(spec.hosts)]
+
+
+def _combine(codes: list[int]) -> int:
+    if all(c == 0 for c in codes):
+        return 0
+    for special in (3, 2, PREEMPTED):
+        if special in codes:
+            return special
+    return next(c for c in codes if c != 0)
+
+
+def run(spec: RunSpec, python: str = sys.executable, coordinator: str = "",
+        requeue: bool = True, max_requeues: int = 20, grace_s: float = 60.0) -> int:
+    if os.path.exists(os.path.join(spec.run_dir, "DONE")):
+        _say(None, f"{spec.run_id}: already done ({spec.run_dir}/DONE), skipped")
+        return 0
+    os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
+    log = open(spec.log_path, "a")
+    job = slurm_job_label()
+    cmds = commands(spec, python, coordinator)
+    _say(log, f"{spec.run_id}: start on {socket.gethostname()}"
+              f"{' (SLURM job ' + job + ')' if job else ''}: {shlex.join(cmds[0])}")
+    cwd = spec.repo if os.path.isdir(spec.repo) else os.getcwd()
+    procs = [subprocess.Popen(c, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL) for c in cmds]
+    write_state(spec, "running", pid=os.getpid(), child_pids=[p.pid for p in procs],
+                job_id=job or None)
+    signalled = {"n": 0}
+
+    def forward(signum, frame):
+        signalled["n"] += 1
+        _say(log, f"signal {signum}: asking the run to checkpoint and stop (SIGTERM)")
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    p.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(s, forward)
+    first_bad = None
+    while any(p.poll() is None for p in procs):
+        time.sleep(0.2)
+        bad = [p for p in procs if p.poll() not in (None, 0)]
+        if bad and first_bad is None:
+            first_bad = time.time()
+        if first_bad is not None and time.time() - first_bad > grace_s:
+            _say(log, "a process failed and the others did not stop: terminating them")
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+    rc = _combine([p.returncode for p in procs])
+    _say(log, f"{spec.run_id}: exit {rc}")
+    write_state(spec, "exited", rc=rc, job_id=job or None)
+    if rc == PREEMPTED and requeue and os.environ.get("SLURM_JOB_ID"):
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        if restarts >= max_requeues:
+            _say(log, f"not requeued: already restarted {restarts} times (--max-requeues)")
+        else:
+            # an array element is named ARRAYID_TASK: the plain job id of one element can equal
+            # the array's id, which scontrol reads as the whole array
+            jid = job or os.environ["SLURM_JOB_ID"]
+            write_state(spec, "queued", job_id=job or jid, requeues=restarts + 1)
+            _say(log, f"preempted: scontrol requeue {jid} (restart {restarts + 1})")
+            log.flush()
+            r = subprocess.run(["scontrol", "requeue", jid], capture_output=True, text=True)
+            if r.returncode != 0:
+                _say(log, f"scontrol requeue failed: {r.stderr.strip()}")
+                write_state(spec, "exited", rc=rc, job_id=job or None)
+    log.close()
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m launch.worker", description=__doc__.split("\n")[0])
+    ap.add_argument("spec", help="run spec JSON")
+    ap.add_argument("--coordinator", default="", help="explicit jax.distributed coordinator "
+                    "HOST[:PORT], or 'head' (first node of the SLURM allocation)")
+    ap.add_argument("--max-requeues", type=int, default=20)
+    ap.add_argument("--no-requeue", action="store_true")
+    ap.add_argument("--python", default=sys.executable)
+    a = ap.parse_args(argv)
+    spec = RunSpec.read(a.spec)
+    return run(spec, a.python, a.coordinator, not a.no_requeue, a.max_requeues)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
