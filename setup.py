@@ -6,7 +6,8 @@ tensorstore, numpy, pandas, scipy) we depend on:
   - tqdm: progress bars on training, tokenization, sweeps and sampling;
   - tokenizers: the byte-level BPE text tokenizer (Rust, fast; loads any tokenizer.json);
   - scikit-learn: ships the 8x8 handwritten digits used by the embedded demo data set, and the
-    small classifiers of the demo checkers.
+    small classifiers of the demo checkers;
+  - pyyaml: the GKE JobSet manifests written by launch/xpk.py.
 """
 from setuptools import find_packages, setup
 
@@ -32,6 +33,7 @@ setup(
         "tqdm>=4.66,<5",
         "tokenizers>=0.20,<1",
         "scikit-learn>=1.4,<2",
+        "pyyaml>=6,<7",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "nbclient>=0.10,<1",

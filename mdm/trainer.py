@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import signal
 import time
 from typing import Any
@@ -350,10 +351,8 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
 
 
 def _basename(path: str) -> str:
-    import os
     return os.path.basename(os.path.normpath(os.path.abspath(path)))
 
 
 def _parent(path: str) -> str:
-    import os
     return os.path.dirname(os.path.normpath(os.path.abspath(path)))
