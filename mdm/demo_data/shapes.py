@@ -10,8 +10,8 @@ half-extent r (pixel coordinates, y down), a point (x, y) with dx = x - cx, dy =
     diamond   |dx| + |dy| <= r
 
 Attributes: shape, colour (vocab.COLOURS), position (centre offset of 0.25 S towards left / right /
-top / bottom, or none for center), size (r = 0.14 S small, 0.26 S large), with a small seeded
-jitter of the centre (+-0.05 S) and of r (x 0.9 .. 1.1). Caption: "a {size} {colour} {shape}
+top / bottom, or none for center), size (r = 0.16 S small, 0.25 S large), with a small seeded
+jitter of the centre (+-0.04 S) and of r (x 0.93 .. 1.07). Caption: "a {size} {colour} {shape}
 {position phrase}", e.g. "a large red circle on the left".
 """
 from __future__ import annotations
@@ -28,7 +28,9 @@ POSITION_OFFSETS: dict[str, tuple[float, float]] = {
     "top": (0.0, -1.0), "bottom": (0.0, 1.0),
 }
 OFFSET_FRACTION = 0.25
-RADIUS_FRACTION: dict[str, float] = {"small": 0.14, "large": 0.26}
+RADIUS_FRACTION: dict[str, float] = {"small": 0.16, "large": 0.25}
+CENTRE_JITTER = 0.04                      # +- fraction of S
+RADIUS_JITTER = (0.93, 1.07)              # multiplicative
 SUPERSAMPLE = 4
 
 
@@ -65,9 +67,9 @@ def render_shape(shape: str, colour: str, position: str, size_name: str, image_s
     cx, cy = S / 2 + ox * OFFSET_FRACTION * S, S / 2 + oy * OFFSET_FRACTION * S
     r = RADIUS_FRACTION[size_name] * S
     if rng is not None:
-        cx += rng.uniform(-0.05, 0.05) * S
-        cy += rng.uniform(-0.05, 0.05) * S
-        r *= rng.uniform(0.9, 1.1)
+        cx += rng.uniform(-CENTRE_JITTER, CENTRE_JITTER) * S
+        cy += rng.uniform(-CENTRE_JITTER, CENTRE_JITTER) * S
+        r *= rng.uniform(*RADIUS_JITTER)
     a = shape_mask(shape, image_size, cx, cy, r)[..., None]     # [S, S, 1]
     rgb = np.asarray(COLOURS[colour], np.float32)                # [3]
     return np.clip(np.round(a * rgb), 0, 255).astype(np.uint8)

@@ -3,19 +3,23 @@ Made Simple"), the quantizer of the image and audio tokenizers.
 
 A latent vector z in R^d (d = len(levels)) is quantized per dimension to L_i levels:
 
-    half_l_i  = (L_i - 1)(1 - eps) / 2
-    offset_i  = 1/2 if L_i is even else 0          (even L: the grid is shifted by half a step)
-    shift_i   = atanh(offset_i / half_l_i)
-    bound(z)_i = tanh(z_i + shift_i) * half_l_i - offset_i      in (-L_i/2, L_i/2 - 1] roughly
-    q_i       = round_ste(bound(z)_i)                           in {-(L_i // 2), ..., (L_i-1)//2}
-    zhat_i    = q_i / (L_i // 2)                                in [-1, 1]
+    h_i       = (L_i - 1) / 2
+    o_i       = 1/2 if L_i is even else 0
+    bound(z)_i = h_i tanh(z_i)                                  in (-h_i, h_i)
+    q_i       = round_ste(bound(z)_i - o_i) + o_i               in {-h_i, -h_i + 1, ..., h_i}
+    zhat_i    = q_i / h_i                                       in [-1, 1]
 
 round_ste(x) = x + stop_gradient(round(x) - x): the forward pass rounds, the backward pass is the
-identity (straight-through), so d zhat_i / d z_i = tanh'(z_i + shift_i) * half_l_i / (L_i // 2).
+identity (straight-through), so d zhat_i / d z_i = 1 - tanh(z_i)^2 > 0.
+
+This is the symmetric form of FSQ: for even L_i the grid is the half-integers (e.g. L = 8:
+-3.5 .. 3.5) instead of the paper's integers shifted by atanh(1/2 / h_i). Both give exactly L_i
+levels per dimension; the symmetric form needs no atanh shift and so also supports L_i = 2
+(the paper's shift is undefined there).
 
 The implicit codebook is the product grid, prod(L_i) codes with no learned parameters and no
 codebook collapse. The code index is the mixed-radix number of the per-dimension digits
-k_i = q_i + L_i // 2 in {0, ..., L_i - 1}:
+k_i = q_i + h_i in {0, ..., L_i - 1}:
 
     index = sum_i k_i * b_i,   b_i = prod_{j < i} L_j      (b_0 = 1)
     k_i   = (index // b_i) mod L_i                          (inverse)
@@ -45,7 +49,6 @@ class FSQ:
     """Finite scalar quantizer over `levels` (one entry per latent dimension, each >= 2)."""
 
     levels: tuple[int, ...] = (8, 5, 5, 5)
-    eps: float = 1e-3
 
     def __post_init__(self) -> None:
         levels = tuple(int(l) for l in self.levels)
@@ -66,12 +69,13 @@ class FSQ:
         return math.prod(self.levels)
 
     @property
-    def _levels(self) -> np.ndarray:
-        return np.asarray(self.levels, dtype=np.float32)  # [d]
+    def half_width(self) -> np.ndarray:
+        """h = (L - 1) / 2 per dimension, float32 [d]."""
+        return (np.asarray(self.levels, np.float32) - 1.0) / 2.0
 
     @property
-    def _half_width(self) -> np.ndarray:
-        return np.asarray([l // 2 for l in self.levels], dtype=np.float32)  # [d]
+    def _offset(self) -> np.ndarray:
+        return np.where(np.mod(self.levels, 2) == 0, 0.5, 0.0).astype(np.float32)  # [d]
 
     @property
     def _basis(self) -> np.ndarray:
@@ -79,17 +83,14 @@ class FSQ:
 
     # --- forward ------------------------------------------------------------------------
     def bound(self, z: Array) -> Array:
-        """[..., d] -> [..., d]: tanh squashing so that rounding yields exactly L_i values."""
-        levels = self._levels
-        half_l = (levels - 1.0) * (1.0 - self.eps) / 2.0
-        offset = np.where(np.mod(self.levels, 2) == 0, 0.5, 0.0).astype(np.float32)
-        shift = np.arctanh(offset / half_l).astype(np.float32)
-        return jnp.tanh(z + shift) * half_l - offset
+        """[..., d] -> [..., d] in (-h, h): tanh squashing so that rounding gives L values."""
+        return jnp.tanh(z) * self.half_width
 
     def quantize(self, z: Array) -> Array:
         """[..., d] float -> [..., d] zhat on the normalised grid in [-1, 1] (straight-through)."""
         self._check_dim(z)
-        return round_ste(self.bound(z)) / self._half_width
+        q = round_ste(self.bound(z) - self._offset) + self._offset     # [..., d] in {-h..h}
+        return q / self.half_width
 
     def __call__(self, z: Array) -> tuple[Array, Array]:
         """[..., d] -> (zhat [..., d] float32, index [...] int32)."""
@@ -100,7 +101,8 @@ class FSQ:
     def codes_to_indices(self, zhat: Array) -> Array:
         """[..., d] normalised codes -> [...] int32 mixed-radix index in [0, codebook_size)."""
         self._check_dim(zhat)
-        digits = jnp.round(zhat * self._half_width + self._half_width).astype(jnp.int32)
+        h = self.half_width
+        digits = jnp.round(zhat * h + h).astype(jnp.int32)                      # [..., d]
         return jnp.sum(digits * jnp.asarray(self._basis, jnp.int32), axis=-1).astype(jnp.int32)
 
     def indices_to_codes(self, index: Array) -> Array:
@@ -109,7 +111,8 @@ class FSQ:
         basis = jnp.asarray(self._basis, jnp.int32)                              # [d]
         levels = jnp.asarray(self.levels, jnp.int32)                             # [d]
         digits = (index // basis) % levels                                       # [..., d]
-        return (digits.astype(jnp.float32) - self._half_width) / self._half_width
+        h = self.half_width
+        return (digits.astype(jnp.float32) - h) / h
 
     def _check_dim(self, z: Array) -> None:
         if z.shape[-1] != self.dim:

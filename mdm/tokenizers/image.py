@@ -19,7 +19,6 @@ p = 2, widths (32, 64) so ds = 4, levels (8, 5, 5, 5)) gives 8 x 8 = 64 tokens p
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -173,8 +172,9 @@ class ImageTokenizer(LearnedTokenizer):
     @classmethod
     def train(cls, images: np.ndarray, cfg: ImageTokenizerConfig | None = None,
               settings: TrainSettings | None = None, *, heldout: np.ndarray | None = None,
-              progress: bool = True) -> "ImageTokenizer":
-        """Train on uint8 images [N, H, W, C]; report held-out PSNR in `train_log`."""
+              l1_weight: float = 0.0, progress: bool = True) -> "ImageTokenizer":
+        """Train on uint8 images [N, H, W, C] with loss mean (x - xhat)^2 + l1_weight *
+        mean |x - xhat|; report held-out PSNR in `train_log`."""
         cfg = cfg or ImageTokenizerConfig()
         settings = settings or TrainSettings()
         data = to_model_input(cls._check_images(images, cfg))      # [N, H, W, C] in [-1, 1]
@@ -183,7 +183,8 @@ class ImageTokenizer(LearnedTokenizer):
         def loss_fn(params: Any, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
             xhat = module.apply(params, x)
             mse = jnp.mean((x - xhat) ** 2)
-            return mse, {"mse": mse}
+            l1 = jnp.mean(jnp.abs(x - xhat))
+            return mse + l1_weight * l1, {"mse": mse, "l1": l1}
 
         def sample(rng: np.random.Generator, b: int) -> np.ndarray:
             return data[rng.integers(0, data.shape[0], size=b)]
@@ -191,6 +192,7 @@ class ImageTokenizer(LearnedTokenizer):
         params = cls.init_params(cfg, settings.seed)
         res = fit(loss_fn, params, sample, settings, desc="image tokenizer", progress=progress)
         tok = cls(cfg, res.params, {"settings": dataclasses.asdict(settings),
+                                    "l1_weight": l1_weight,
                                     "train_seconds": res.seconds, "num_train": len(data),
                                     "history": res.history})
         if heldout is not None:
@@ -201,9 +203,10 @@ class ImageTokenizer(LearnedTokenizer):
     def evaluate(self, images: np.ndarray) -> dict[str, float]:
         """Reconstruction quality on uint8 images: PSNR (dB) after encode -> decode."""
         images = self._check_images(images, self.cfg)
-        recon = self.decode(self.encode(images))
+        codes = self.encode(images)
+        recon = self.decode(codes)
         return {"psnr_db": psnr(images, recon), "num_images": int(len(images)),
-                "codes_used": int(len(np.unique(self.encode(images))))}
+                "codes_used": int(len(np.unique(codes)))}
 
     # --- the mapping ------------------------------------------------------------------
     def encode(self, images: np.ndarray) -> np.ndarray:

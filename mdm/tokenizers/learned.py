@@ -53,7 +53,7 @@ class LearnedTokenizer(Tokenizer):
     `_example_input` (for shape inference) and the modality-specific encode / decode."""
 
     config_cls: ClassVar[type]
-    encode_batch_size: ClassVar[int] = 256
+    encode_batch_size: ClassVar[int] = 64
 
     def __init__(self, cfg: Any, params: Any, train_log: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -117,10 +117,8 @@ class LearnedTokenizer(Tokenizer):
             jax.eval_shape(module.init, jax.random.key(0), x))
         ckpt = ocp.StandardCheckpointer()
         try:
+            _check_saved_shapes(ckpt, pdir, abstract)
             params = ckpt.restore(pdir, abstract)
-        except Exception as e:  # orbax raises several types for shape / structure mismatch
-            raise TokenizerError(f"{pdir}: weights do not match the saved config "
-                                 f"({type(e).__name__}: {e})") from e
         finally:
             ckpt.close()
         log_file = directory / TRAIN_LOG
@@ -128,19 +126,19 @@ class LearnedTokenizer(Tokenizer):
         return cls(cfg, params, log)
 
     def _batched(self, fn: Callable, params: Any, x: np.ndarray, out_dtype: Any) -> np.ndarray:
-        """Apply fn(params, x[i:i+B]) over the leading axis. A short last batch is padded to the
-        next power of two (<= B) so that at most log2(B) + 1 shapes are ever compiled."""
+        """Apply fn(params, x[i:i+B]) over the leading axis, B = encode_batch_size. Every chunk
+        is padded to B rows (repeating the last row) so that one shape is compiled per input
+        length, whatever N is."""
         n, bs = x.shape[0], self.encode_batch_size
+        if n == 0:
+            raise TokenizerError("empty batch")
         outs = []
         for i in range(0, n, bs):
             chunk = x[i:i + bs]
             m = chunk.shape[0]
-            padded = min(bs, 1 << (m - 1).bit_length())
-            if padded > m:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], padded - m, axis=0)])
+            if m < bs:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], bs - m, axis=0)])
             outs.append(np.asarray(fn(params, jnp.asarray(chunk)))[:m].astype(out_dtype))
-        if not outs:
-            raise TokenizerError("empty batch")
         return np.concatenate(outs, axis=0)
 
     def encode_latents(self, x: np.ndarray) -> np.ndarray:
@@ -157,3 +155,19 @@ class LearnedTokenizer(Tokenizer):
 
     def num_params(self) -> int:
         return int(sum(np.size(p) for p in jax.tree.leaves(self.params)))
+
+
+def _check_saved_shapes(ckpt: Any, pdir: Path, abstract: Any) -> None:
+    """Compare the checkpoint's array metadata with the tree the config builds; a mismatch
+    (weights from another architecture, or an edited config) is reported by parameter path."""
+    def table(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {jax.tree_util.keystr(p): (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+                for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    meta = ckpt.metadata(pdir)
+    saved = table(getattr(meta, "item_metadata", meta))
+    want = table(abstract)
+    if saved != want:
+        diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
+        rows = [f"{k}: saved {saved.get(k)}, config {want.get(k)}" for k in diff[:4]]
+        raise TokenizerError(f"{pdir}: weights do not match the saved config "
+                             f"({len(diff)} parameters differ; " + "; ".join(rows) + ")")

@@ -6,6 +6,9 @@ demo's speech checker all use these same definitions.
     S[f, k]       = | sum_n frames_f[n] exp(-2 pi i k n / n_fft) |,  k in [0, n_fft // 2]
     M[f, m]       = sum_k S[f, k]^2 W[k, m]                      (triangular mel filters, HTK mel)
     logmel[f, m]  = log(M[f, m] + floor)
+
+`istft` (JAX) inverts a centred Hann STFT by weighted overlap-add; the speech codec's decoder
+ends with it.
 """
 from __future__ import annotations
 
@@ -68,3 +71,35 @@ def log_mel(x: Any, sample_rate: int, n_fft: int = 256, hop: int = 80, n_mels: i
             floor: float = 1e-5, xp: Any = np) -> Any:
     """[..., T] -> [..., F, n_mels] natural-log mel power."""
     return xp.log(mel_power(x, sample_rate, n_fft, hop, n_mels, xp) + floor)
+
+
+def istft(real: Any, imag: Any, n_fft: int, hop: int) -> Any:
+    """Inverse of the centred Hann-window STFT by weighted overlap-add (JAX).
+
+    real, imag: [B, F, n_fft // 2 + 1], n_fft = k * hop  ->  waveform [B, F * hop]:
+        y[t] = sum_f w[t - f hop + n_fft/2] irfft(X_f)[.] / sum_f w[t - f hop + n_fft/2]^2
+    """
+    import jax.numpy as jnp
+    if n_fft % hop:
+        raise ValueError(f"istft needs n_fft to be a multiple of hop, got {n_fft}, {hop}")
+    b, f, _ = real.shape
+    k = n_fft // hop
+    win = _hann(n_fft)
+    frames = jnp.fft.irfft(real + 1j * imag, n=n_fft, axis=-1) * win      # [B, F, n_fft]
+    chunks = frames.reshape(b, f, k, hop)                                  # [B, F, k, hop]
+    total = (f + k - 1) * hop
+    y = sum(jnp.pad(chunks[:, :, j].reshape(b, f * hop), ((0, 0), (j * hop, total - (f + j) * hop)))
+            for j in range(k))                                             # [B, (F + k - 1) hop]
+    env = _ola_envelope(n_fft, hop, f)                                     # [(F + k - 1) hop]
+    start = n_fft // 2
+    return y[:, start: start + f * hop] / env[start: start + f * hop]
+
+
+@functools.lru_cache(maxsize=32)
+def _ola_envelope(n_fft: int, hop: int, n_frames: int) -> np.ndarray:
+    """sum_f w^2[t - f hop], floored at 1e-3 (only the first / last half-frame are small)."""
+    env = np.zeros((n_frames + n_fft // hop - 1) * hop, np.float32)
+    w2 = _hann(n_fft) ** 2
+    for i in range(n_frames):
+        env[i * hop: i * hop + n_fft] += w2
+    return np.maximum(env, 1e-3)

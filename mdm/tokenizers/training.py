@@ -43,9 +43,11 @@ class TrainResult:
 
 
 def make_optimizer(s: TrainSettings) -> optax.GradientTransformation:
+    """AdamW; lr: linear warmup to the peak, cosine decay to 5% of it at the last step."""
+    warmup = min(s.warmup_steps, max(s.steps - 1, 0))    # short runs: at least one decay step
     schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=s.learning_rate, warmup_steps=min(s.warmup_steps, s.steps),
-        decay_steps=max(s.steps, 1), end_value=s.learning_rate * 0.05)
+        init_value=0.0, peak_value=s.learning_rate, warmup_steps=warmup,
+        decay_steps=max(s.steps, warmup + 1), end_value=s.learning_rate * 0.05)
     return optax.chain(optax.clip_by_global_norm(s.clip_norm),
                        optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=s.weight_decay))
 

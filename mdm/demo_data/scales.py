@@ -1,0 +1,60 @@
+"""Sizes of the embedded demo data set. "small" is the `make demo` default (a few minutes on a
+2-core CPU); "tiny" builds in well under a minute for tests."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mdm.tokenizers.audio import AudioTokenizerConfig
+from mdm.tokenizers.image import ImageTokenizerConfig
+from mdm.tokenizers.training import TrainSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoScale:
+    name: str
+    # text
+    text_max_chars: int | None = None         # None: every available document
+    text_vocab: int = 4096
+    # image-text
+    image_size: int = 32
+    num_digits: int | None = None             # None: all 1797 scikit-learn digits
+    num_shapes: int = 2000
+    image_valid_fraction: float = 0.2
+    # audio-text
+    renderings_per_word: int = 63             # clips per digit word, 9 per voice (7 voices)
+    sample_rate: int = 8000
+    clip_seconds: float = 1.0
+    # tokenizers
+    image_tokenizer: ImageTokenizerConfig = ImageTokenizerConfig()
+    image_train: TrainSettings = TrainSettings(steps=800, batch_size=32, learning_rate=3e-3)
+    audio_tokenizer: AudioTokenizerConfig = AudioTokenizerConfig()
+    audio_train: TrainSettings = TrainSettings(steps=500, batch_size=16, learning_rate=2e-3)
+    audio_crop_seconds: float = 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["image_tokenizer"] = self.image_tokenizer.to_dict()
+        d["audio_tokenizer"] = self.audio_tokenizer.to_dict()
+        return d
+
+
+SCALES: dict[str, DemoScale] = {
+    "small": DemoScale(name="small"),
+    "tiny": DemoScale(
+        name="tiny", text_max_chars=40_000, text_vocab=512, num_digits=160, num_shapes=160,
+        renderings_per_word=7,
+        image_tokenizer=ImageTokenizerConfig(widths=(16, 32)),
+        image_train=TrainSettings(steps=60, batch_size=16, learning_rate=3e-3, log_every=10),
+        audio_tokenizer=AudioTokenizerConfig(widths=(32, 32, 48)),
+        audio_train=TrainSettings(steps=60, batch_size=8, learning_rate=3e-3, log_every=10)),
+}
+
+
+def get_scale(scale: str | DemoScale) -> DemoScale:
+    if isinstance(scale, DemoScale):
+        return scale
+    try:
+        return SCALES[scale]
+    except KeyError:
+        raise ValueError(f"unknown demo scale {scale!r}; known: {sorted(SCALES)}") from None
