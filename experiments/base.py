@@ -64,7 +64,8 @@ def base_config() -> mlc.ConfigDict:
     c.eval = mlc.ConfigDict(dict(
         every=0.25,                # fraction of the run (<= 1) or tokens (> 1); 0 = end only
         num_t=8,                   # Gauss-Legendre nodes in t
-        num_examples=64, batch_size=16, seed=0))
+        num_examples=64, batch_size=16, seed=0,
+        at_start=True))            # also evaluate the initial model (step 0)
 
     c.checkpoint = mlc.ConfigDict(dict(
         every=0.25,                # fraction (<= 1) or tokens (> 1); 0 = only at the end

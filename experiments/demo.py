@@ -36,7 +36,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.data.update(source=a.source, path=a.path)
     if a.lr:
         c.optimizer.lr = a.lr
-    c.eval.update(every=0.5, num_t=6, num_examples=48, batch_size=16)
+    c.eval.update(every=0.5, num_t=6, num_examples=48, batch_size=16, at_start=False)
     c.checkpoint.update(every=0.5, keep=1, permanent=())
     c.logging.update(every_steps=5, progress=False)
     return c

@@ -159,9 +159,19 @@ def write_report(out: str, info: dict[str, Any], fits: dict[str, Any], samples: 
           "Huber (delta 1e-3) on log loss, 4500-start grid, 200 bootstrap refits over runs "
           "(95% percentile intervals in brackets).", "",
           "| modality | E | A | alpha | B | beta | points |", "|---|---|---|---|---|---|---|"]
+    unresolved = []
     for m, f in laws.fits.items():
         L.append(f"| {m} | {_fmt_ci(f, 'E')} | {_fmt_ci(f, 'A')} | {_fmt_ci(f, 'alpha')} | "
                  f"{_fmt_ci(f, 'B')} | {_fmt_ci(f, 'beta')} | {f.n_points} |")
+        for p in ("alpha", "beta"):
+            if not 0.02 < f.params[p] < 3.0:
+                unresolved.append(f"{m} {p} = {f.params[p]:.3g}")
+    if unresolved:
+        L += ["", f"**Not resolved on this grid:** {', '.join(unresolved)}. An exponent near 0 "
+              "or far above 1 means the term is flat (or a step) over the sampled range: the "
+              "runs are too short or too close in size for that axis to matter, so the law "
+              "cannot separate it. Longer runs and a wider size range (the same experiment "
+              "file, larger sizes and budgets) resolve it."]
     if allocs:
         L += ["", "Compute-optimal allocation under C = 6 N D: N* ~ C^a, D* ~ C^b.", "",
               "| modality | a | b | tokens per parameter at C = 1e18 |", "|---|---|---|---|"]

@@ -255,7 +255,7 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
     last_eval: dict[str, Any] = {}
     status = "done"
 
-    if start == 0:  # every process runs the (SPMD) eval; process 0 writes it
+    if start == 0 and cfg.eval.at_start:  # every process runs the (SPMD) eval; process 0 writes
         last_eval = run_eval(0, 0.0, 0.0)
 
     bar = None

@@ -72,7 +72,6 @@ def test_set_overrides_are_typed_and_change_the_id(tmp_path):
     (["run", "experiments/demo.py:nope"], "unknown sweep 'nope'"),
     (["run", "experiments/demo.py:grid,sise=s1"], "unknown key 'sise'"),
     (["run", "experiments/missing.py"], "does not exist"),
-    (["run", "experiments/sampling.py"], "mdm.sample`, which does not exist yet"),
     (["run", "experiments/demo.py", "--hosts", "0"], "--hosts must be >= 1"),
     (["run", "experiments/demo.py", "--set", "multihost.num_processes=2"], "set by the launcher"),
     (["run", "experiments/demo.py", "--sweep-name", "a/b"], "must use only"),
@@ -221,3 +220,18 @@ def test_status_reads_run_directories(tmp_path, capsys):
     rc, out, err = run_cli(capsys, "run", "experiments/demo.py", "--runs-root", str(tmp_path),
                            "--dry-run")
     assert "9 runs, 6 to launch (skipped: 1 done, 1 running, 1 queued)" in err
+
+
+def test_a_sweep_whose_entrypoint_does_not_exist_is_refused(tmp_path, capsys):
+    exp = tmp_path / "future.py"
+    exp.write_text(
+        "from experiments.base import get_config as _g\n"
+        "from experiments.sweep import Point, Sweep\n"
+        "def get_config(arg=None):\n    return _g('tiny')\n"
+        "def sweep(arg=None):\n"
+        "    return Sweep('future', [Point('a', '')], entrypoint='mdm.no_such_entrypoint')\n")
+    root = tmp_path / "runs"
+    root.mkdir()
+    rc, out, err = run_cli(capsys, "run", str(exp), "--runs-root", str(root))
+    assert rc == 2 and "mdm.no_such_entrypoint`, which does not exist yet" in err, err
+    assert os.listdir(root) == []
