@@ -1,11 +1,12 @@
 """The sampling-defaults study: denoising steps, temperature, classifier-free guidance weight
-and sampler, per modality, applied to one trained checkpoint. A config and a sweep only: the
-sampler itself (`mdm.sample`, same command-line shape as mdm.train:
-`python -m mdm.sample --config FILE:ARG --workdir OUT [--config.a.b=v]`) is built separately;
-until it exists the launcher expands and dry-runs this sweep but refuses to execute it.
+and sampler, per modality, applied to one trained checkpoint. Each point runs `mdm.sample` (same
+command-line shape as mdm.train: `python -m mdm.sample --config FILE:ARG --workdir OUT
+[--config.a.b=v]`), which samples the checkpoint, scores the outputs on the demo held-out split
+and writes a run directory with the metrics under summary.json's "sampling";
+`python -m mdm.sampling_study RUNS_ROOT` then picks the best setting per task.
 
-The config is the `paper` study base at the checkpoint's ladder size (the sampler should take
-the model from the checkpoint's config.json) plus a `sampling` section:
+The config is the `paper` study base at a ladder size plus a `sampling` section; mdm.sample
+takes the model itself from the checkpoint's config.json (the model fields here are unused):
 
     sampling.checkpoint     run directory whose newest checkpoint is sampled
     sampling.step           checkpoint step (-1 = newest)
@@ -15,11 +16,15 @@ the model from the checkpoint's config.json) plus a `sampling` section:
         steps               denoising steps (number of unmasking rounds)
         temperature         softmax temperature of the token draws
         guidance            classifier-free guidance weight w (0 = none):
-                            logits = (1 + w) cond - w uncond
+                            log p = log p_c + w (log p_c - log p_u)
         sampler             ancestral | confidence | margin  (MDM ancestral sampling, or
                             unmask the most confident / largest-margin positions first)
         top_p               nucleus mass (1 = off)
         unmask_schedule     linear | cosine  (how many positions are revealed per round)
+
+Each section becomes an mdm.sampling.SamplerConfig: sampler -> method, unmask_schedule ->
+schedule, steps, temperature, guidance, top_p (the rest at SamplerConfig's defaults). Tasks use
+sections: text -> text; t2i and i2t (captioning) -> image; t2s and s2t (ASR) -> audio.
 
 Config argument: size, checkpoint, modality + steps, temperature, guidance, sampler (these set
 that modality's section), tasks, num_samples.
@@ -27,7 +32,9 @@ that modality's section), tasks, num_samples.
 Sweep (per modality, `modality=all|text|image|audio`): steps 32, 64, 128, 256 x temperature
 0.7, 0.9, 1.0 x sampler ancestral, confidence, and for image and audio guidance 0, 1, 3, 5:
 24 + 96 + 96 = 216 points. Names: image-st64-temp0.9-g3-ancestral. Set the checkpoint with
-`checkpoint=RUN_DIR` in the sweep argument or `--set sampling.checkpoint=RUN_DIR`.
+`checkpoint=RUN_DIR` in the sweep argument or `--set sampling.checkpoint=RUN_DIR`. Each
+modality's points run its generation task (text, t2i, t2s); `--set sampling.tasks=t2i+i2t`
+(image) or `t2s+s2t` (audio) also scores captioning / ASR with the same settings.
 """
 from __future__ import annotations
 

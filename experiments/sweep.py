@@ -87,8 +87,9 @@ def _parse_scalar(text: str, like: Any, key: str, where: str) -> Any:
 
 
 def split_list(text: str) -> list[str]:
-    """'a+b+c' -> ['a', 'b', 'c'] ('1e+5' stays one number)."""
-    return [p for p in re.split(r"(?<![eE])\+", text) if p != ""]
+    """'a+b+c' -> ['a', 'b', 'c'] ('1e+5' stays one number: a '+' right after a mantissa's
+    'e' and before a digit is an exponent sign; 'image+audio' splits)."""
+    return [p for p in re.split(r"(?<![0-9.][eE])\+(?![0-9])|(?<![eE])\+", text) if p != ""]
 
 
 def parse_arg(arg: str | None, defaults: Mapping[str, Any], positional: str | None = None,

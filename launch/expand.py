@@ -77,11 +77,14 @@ def plan(expr: str, runs_root: str, sets: Mapping[str, str] | None = None,
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     specs = []
     for e in expanded:
-        if sweep.entrypoint == "mdm.train":
-            try:
+        try:
+            if sweep.entrypoint == "mdm.train":
                 validate_config(e.config)
-            except ConfigError as err:
-                raise LaunchError(f"{expr}, point {e.point.name!r}: {err}") from None
+            elif sweep.entrypoint == "mdm.sample" and require_entrypoint:
+                from mdm.sample import validate as validate_sampling_run
+                validate_sampling_run(e.config)
+        except ConfigError as err:
+            raise LaunchError(f"{expr}, point {e.point.name!r}: {err}") from None
         overrides = dict(e.point.overrides)
         overrides.update({k: _lookup(e.config, k) for k in (sets or {})})
         specs.append(RunSpec(

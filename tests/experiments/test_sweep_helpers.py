@@ -81,3 +81,10 @@ def test_duplicate_runs_are_errors(tmp_path):
     with pytest.raises(SweepError, match="point 'a': unknown config field config.model.nope"):
         expand(mod, sw)
     assert len(expand(mod, Sweep("s", [Point("a", "2e5"), Point("b", "3e5")]))) == 2
+
+
+def test_split_list_keeps_exponents_and_splits_words_ending_in_e():
+    from experiments.sweep import split_list
+    assert split_list("1e+5+2.5e+4") == ["1e+5", "2.5e+4"]
+    assert split_list("image+audio") == ["image", "audio"]
+    assert split_list("confidence+ancestral+margin") == ["confidence", "ancestral", "margin"]

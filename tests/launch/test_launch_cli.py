@@ -72,6 +72,7 @@ def test_set_overrides_are_typed_and_change_the_id(tmp_path):
     (["run", "experiments/demo.py:nope"], "unknown sweep 'nope'"),
     (["run", "experiments/demo.py:grid,sise=s1"], "unknown key 'sise'"),
     (["run", "experiments/missing.py"], "does not exist"),
+    (["run", "experiments/sampling.py"], "config.sampling.checkpoint: empty"),
     (["run", "experiments/demo.py", "--hosts", "0"], "--hosts must be >= 1"),
     (["run", "experiments/demo.py", "--set", "multihost.num_processes=2"], "set by the launcher"),
     (["run", "experiments/demo.py", "--sweep-name", "a/b"], "must use only"),

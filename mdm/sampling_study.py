@@ -1,0 +1,325 @@
+"""Read a finished sampling-defaults study (experiments/sampling.py, runs written by mdm.sample)
+and choose the sampler defaults per task.
+
+    python -m mdm.sampling_study RUNS_ROOT [--sweep REGEX] [--checkpoint RUN_DIR] [--out DIR]
+
+Each task is decided by one metric of the demo held-out evaluation (mdm.demo_eval), averaged
+over the runs (seeds) that share a setting:
+
+    task     runs' summary key   metric (summary.sampling.<key>.<metric>)            better
+    t2i      t2i                 attribute_accuracy: mean of the image checker's      higher
+                                 digit, shape, colour, position, size accuracies
+    t2s      t2s                 mcd_db: mel-cepstral distortion to the reference     lower
+    caption  i2t                 cer: character error rate (length oracle)            lower
+    asr      s2t                 cer                                                  lower
+    text     text                bigram_js: bigram JS divergence to held-out text     lower
+
+A setting is the run's config.sampling.<section> (text for text, image for t2i / caption,
+audio for t2s / asr): sampler, steps, temperature, guidance, top_p, unmask_schedule. Ties on the
+metric go to fewer steps, then less guidance (w = 0 skips the unconditional pass), then the
+faster setting. The tables are analysis.sampling_table (mean, standard error over runs when a
+setting has several, difference to the best, rank) plus the measured seconds per sample.
+
+Writes to --out (default RUNS_ROOT/sampling_defaults, files only so the runs loader ignores it):
+    defaults.json       {"defaults": {task: SamplerConfig kwargs}, "decided_by": {...}, ...}
+    sampling_table.md   the chosen defaults and one ranked table per task (for the README)
+    sampling_table.csv  the same tables, one row per (task, setting)
+Exit codes: 0 written, 2 nothing to decide from (the message says why).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# eval task (mdm.sampling_defaults key) -> (mdm.sample task key, metric, higher_is_better, section)
+TASK_METRICS: dict[str, tuple[str, str, bool, str]] = {
+    "t2i": ("t2i", "attribute_accuracy", True, "image"),
+    "t2s": ("t2s", "mcd_db", False, "audio"),
+    "caption": ("i2t", "cer", False, "image"),
+    "asr": ("s2t", "cer", False, "audio"),
+    "text": ("text", "bigram_js", False, "text"),
+}
+IMAGE_ATTRIBUTES = ("digit", "shape", "colour", "position", "size")
+# config.sampling.<section>.<field> -> SamplerConfig field
+FIELDS: dict[str, str] = {"sampler": "method", "steps": "steps", "temperature": "temperature",
+                          "guidance": "guidance", "top_p": "top_p", "unmask_schedule": "schedule"}
+_TYPES = {"method": str, "steps": int, "temperature": float, "guidance": float, "top_p": float,
+          "schedule": str}
+
+
+class StudyError(ValueError):
+    """The runs cannot decide a default; the message says what is missing."""
+
+
+def metric_name(task: str) -> str:
+    key, metric, _, _ = TASK_METRICS[task]
+    return f"summary.sampling.{key}.{metric}"
+
+
+def setting_columns(task: str) -> list[str]:
+    section = TASK_METRICS[task][3]
+    return [f"config.sampling.{section}.{f}" for f in FIELDS]
+
+
+def task_frame(runs: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The finished runs that scored `task`: their setting columns, `value` (the decisive
+    metric), `seconds_per_sample` and run_id. Empty when no run scored it."""
+    if task not in TASK_METRICS:
+        raise StudyError(f"unknown task {task!r}; expected one of {tuple(TASK_METRICS)}")
+    key, metric, _, _ = TASK_METRICS[task]
+    col = metric_name(task)
+    df = runs
+    if "done" in df.columns:
+        df = df[df["done"].astype(bool)]
+    if col in df.columns:
+        value = pd.to_numeric(df[col], errors="coerce")
+    elif task == "t2i":  # older runs: the mean of whichever attribute accuracies are present
+        attrs = [f"summary.sampling.t2i.{a}" for a in IMAGE_ATTRIBUTES
+                 if f"summary.sampling.t2i.{a}" in df.columns]
+        if not attrs:
+            return pd.DataFrame()
+        value = df[attrs].apply(pd.to_numeric, errors="coerce").mean(axis=1)
+    else:
+        return pd.DataFrame()
+    cols = setting_columns(task)
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise StudyError(f"{task}: the runs lack the setting column(s) {missing}; are they "
+                         "mdm.sample runs of experiments/sampling.py?")
+    sec = f"summary.sampling.{key}.seconds_per_sample"
+    out = df[cols].copy()
+    out[col] = value
+    out["seconds_per_sample"] = (pd.to_numeric(df[sec], errors="coerce") if sec in df.columns
+                                 else np.nan)
+    out["run_id"] = df["run_id"] if "run_id" in df.columns else [str(i) for i in df.index]
+    out = out[np.isfinite(out[col].to_numpy(float))]
+    return out.reset_index(drop=True)
+
+
+def _ranked_settings(f: pd.DataFrame, task: str) -> pd.DataFrame:
+    """One row per setting: mean value, n, mean seconds; best first (ties: fewer steps, less
+    guidance, faster)."""
+    cols = setting_columns(task)
+    col = metric_name(task)
+    higher = TASK_METRICS[task][2]
+    g = f.groupby(cols, dropna=False, sort=True).agg(
+        value=(col, "mean"), n=(col, "size"), seconds_per_sample=("seconds_per_sample", "mean"),
+        run_ids=("run_id", lambda s: ",".join(map(str, s)))).reset_index()
+    sec = TASK_METRICS[task][3]
+    g["_key"] = -g["value"] if higher else g["value"]
+    g = g.sort_values(["_key", f"config.sampling.{sec}.steps", f"config.sampling.{sec}.guidance",
+                       "seconds_per_sample"], na_position="last", kind="mergesort")
+    return g.drop(columns="_key").reset_index(drop=True)
+
+
+def _sampler_kwargs(row: pd.Series, task: str) -> dict[str, Any]:
+    sec = TASK_METRICS[task][3]
+    out = {}
+    for field, kw in FIELDS.items():
+        v = row[f"config.sampling.{sec}.{field}"]
+        out[kw] = _TYPES[kw](v.item() if hasattr(v, "item") else v)
+    return out
+
+
+def choose_defaults(runs: pd.DataFrame, tasks: tuple[str, ...] | None = None
+                    ) -> dict[str, dict[str, Any]]:
+    """{task: SamplerConfig keyword arguments} of the best setting per task (see the module
+    docstring for the metric deciding each task and the tie rule). Tasks no finished run scored
+    are left out; `mdm.sampling.SamplerConfig(**d)` builds each one."""
+    out = {}
+    for task in tasks or tuple(TASK_METRICS):
+        f = task_frame(runs, task)
+        if f.empty:
+            continue
+        out[task] = _sampler_kwargs(_ranked_settings(f, task).iloc[0], task)
+    return out
+
+
+def task_table(runs: pd.DataFrame, task: str) -> pd.DataFrame:
+    """analysis.sampling_table of the decisive metric over the settings that vary, with the
+    measured seconds per sample; best first."""
+    from analysis import sampling_table
+    f = task_frame(runs, task)
+    if f.empty:
+        raise StudyError(f"{task}: no finished run has {metric_name(task)}")
+    cols = setting_columns(task)
+    by = [c for c in cols if f[c].nunique(dropna=False) > 1] or cols
+    col = metric_name(task)
+    t = sampling_table(f.assign(done=True, status="done"), metrics=[col], by=by,
+                       higher_is_better=TASK_METRICS[task][2])
+    secs = f.groupby(by, dropna=False)["seconds_per_sample"].mean().rename("seconds_per_sample")
+    t = t.merge(secs.reset_index(), on=by, how="left")
+    order = _ranked_settings(f, task)
+    order["_order"] = np.arange(len(order))
+    t = t.merge(order[by + ["_order"]].drop_duplicates(by), on=by, how="left")
+    return t.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+
+
+def study(runs: pd.DataFrame) -> dict[str, Any]:
+    """Defaults, what decided them, and the per-task tables."""
+    defaults = choose_defaults(runs)
+    if not defaults:
+        raise StudyError("no finished run scored any task (looked for "
+                         f"{', '.join(metric_name(t) for t in TASK_METRICS)})")
+    decided, tables = {}, {}
+    for task in defaults:
+        f = task_frame(runs, task)
+        ranked = _ranked_settings(f, task)
+        key, metric, higher, sec = TASK_METRICS[task]
+        best = ranked.iloc[0]
+        decided[task] = {
+            "metric": f"{key}.{metric}", "higher_is_better": higher, "section": sec,
+            "value": float(best["value"]), "n_runs": int(best["n"]),
+            "seconds_per_sample": _num(best["seconds_per_sample"]),
+            "runner_up": float(ranked.iloc[1]["value"]) if len(ranked) > 1 else None,
+            "worst": float(ranked.iloc[-1]["value"]), "n_settings": int(len(ranked)),
+            "ties_at_best": int(np.isclose(ranked["value"], best["value"], rtol=0, atol=1e-12).sum()),
+            "run_ids": str(best["run_ids"]).split(","),
+        }
+        tables[task] = task_table(runs, task)
+    return {"defaults": defaults, "decided_by": decided, "tables": tables}
+
+
+def _num(x: Any) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "" if not math.isfinite(v) else f"{v:.{digits}g}"
+    return str(v)
+
+
+def _python(d: dict[str, Any]) -> str:
+    return "SamplerConfig(" + ", ".join(f"{k}={v!r}" for k, v in d.items()) + ")"
+
+
+def markdown(result: dict[str, Any], runs: pd.DataFrame) -> str:
+    """The chosen defaults and one ranked table per task."""
+    lines = ["## Sampling defaults", ""]
+    ck = _unique(runs, "config.sampling.checkpoint")
+    ns = _unique(runs, "config.sampling.num_samples")
+    if ck or ns:
+        lines += [f"Checkpoint `{ck or '?'}`, {ns or '?'} held-out items per task and setting, "
+                  "one run per setting unless `n` says otherwise.", ""]
+    lines += ["| task | decided by | better | method | steps | temperature | guidance | top_p | "
+              "schedule | value | runner-up | worst | settings | s / sample |",
+              "|" + "---|" * 14]
+    for task, d in result["defaults"].items():
+        b = result["decided_by"][task]
+        lines.append(
+            f"| {task} | {b['metric']} | {'higher' if b['higher_is_better'] else 'lower'} | "
+            f"{d['method']} | {d['steps']} | {_fmt(d['temperature'])} | {_fmt(d['guidance'])} | "
+            f"{_fmt(d['top_p'])} | {d['schedule']} | {_fmt(b['value'])} | "
+            f"{_fmt(b['runner_up']) if b['runner_up'] is not None else ''} | {_fmt(b['worst'])} | "
+            f"{b['n_settings']} | {_fmt(b['seconds_per_sample'] or float('nan'), 3)} |")
+    for task, t in result["tables"].items():
+        b = result["decided_by"][task]
+        by = [c for c in t.columns if c.startswith("config.sampling.")]
+        names = [c.rsplit(".", 1)[-1] for c in by]
+        lines += ["", f"### {task}: {b['metric']} ({'higher' if b['higher_is_better'] else 'lower'}"
+                  " is better)", "",
+                  "| " + " | ".join(names + ["mean", "se", "n", "delta to best", "rank",
+                                             "s / sample"]) + " |",
+                  "|" + "---|" * (len(names) + 6)]
+        for _, r in t.iterrows():
+            cells = [_fmt(r[c]) for c in by] + [_fmt(r["mean"]), _fmt(r["se"]), str(int(r["n"])),
+                                                _fmt(r["delta_to_best"]), str(int(r["rank"])),
+                                                _fmt(r["seconds_per_sample"], 3)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _unique(runs: pd.DataFrame, col: str) -> str:
+    if col not in runs.columns:
+        return ""
+    vals = sorted({str(v) for v in runs[col].dropna()})
+    return vals[0] if len(vals) == 1 else ", ".join(vals)
+
+
+def write_outputs(result: dict[str, Any], runs: pd.DataFrame, out: str, meta: dict[str, Any]
+                  ) -> dict[str, str]:
+    os.makedirs(out, exist_ok=True)
+    paths = {k: os.path.join(out, n) for k, n in (("json", "defaults.json"),
+                                                   ("md", "sampling_table.md"),
+                                                   ("csv", "sampling_table.csv"))}
+    obj = {"defaults": result["defaults"], "decided_by": result["decided_by"],
+           "python": {t: _python(d) for t, d in result["defaults"].items()}, **meta}
+    with open(paths["json"], "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
+    with open(paths["md"], "w") as f:
+        f.write(markdown(result, runs))
+    frames = []
+    for task, t in result["tables"].items():
+        t = t.rename(columns={c: c.rsplit(".", 1)[-1] for c in t.columns
+                              if c.startswith("config.sampling.")})
+        frames.append(t.assign(task=task))
+    pd.concat(frames, ignore_index=True).to_csv(paths["csv"], index=False)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mdm.sampling_study",
+                                 description="choose sampler defaults from a sampling study")
+    ap.add_argument("runs_root", help="runs root holding the study's sweeps")
+    ap.add_argument("--sweep", default="^sampling",
+                    help="regex of the study's sweep names (default: ^sampling)")
+    ap.add_argument("--checkpoint", default=None,
+                    help="only runs that sampled this checkpoint run directory (needed when the "
+                         "sweeps sampled several)")
+    ap.add_argument("--out", default=None,
+                    help="output directory (default: RUNS_ROOT/sampling_defaults)")
+    a = ap.parse_args(argv)
+    import warnings
+
+    from analysis import AnalysisError, load_runs
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rs = load_runs(a.runs_root, sweeps=a.sweep)
+        runs = rs.done()
+        if runs.empty:
+            raise StudyError(f"{a.runs_root}: no finished runs in sweeps matching {a.sweep!r} "
+                             f"({len(rs.runs)} runs found in all)")
+        ck_col = "config.sampling.checkpoint"
+        if ck_col not in runs.columns:
+            raise StudyError(f"{a.runs_root}: the runs matching {a.sweep!r} have no "
+                             "config.sampling section; not a sampling study")
+        if a.checkpoint:
+            want = os.path.abspath(a.checkpoint)
+            runs = runs[runs[ck_col].map(lambda p: os.path.abspath(str(p)) == want)]
+            if runs.empty:
+                raise StudyError(f"no finished run sampled {want}")
+        cks = sorted({os.path.abspath(str(p)) for p in runs[ck_col]})
+        if len(cks) > 1:
+            raise StudyError(f"the runs sampled {len(cks)} checkpoints ({', '.join(cks)}); "
+                             "choose one with --checkpoint")
+        result = study(runs)
+    except (StudyError, AnalysisError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = a.out or os.path.join(a.runs_root, "sampling_defaults")
+    meta = {"runs_root": os.path.abspath(a.runs_root), "sweeps": sorted(set(runs["sweep"])),
+            "checkpoint": cks[0] if cks else "", "n_runs": int(len(runs)),
+            "num_samples": sorted({int(v) for v in runs.get("config.sampling.num_samples",
+                                                            pd.Series([], dtype=float)).dropna()})}
+    paths = write_outputs(result, runs, out, meta)
+    print(open(paths["md"]).read())
+    print(f"wrote {paths['json']}, {paths['md']}, {paths['csv']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
