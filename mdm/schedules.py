@@ -35,15 +35,18 @@ Array = jax.Array
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """alpha(t), alpha'(t) and the ELBO weight; t is a float array of any shape."""
+    """alpha(t), alpha'(t), the mask probability 1 - alpha(t) (in closed form, so that the
+    weight does not suffer the cancellation 1 - alpha near t = 0 in float32) and the ELBO
+    weight; t is a float array of any shape."""
 
     name: str
     alpha: Callable[[Array], Array]
     dalpha: Callable[[Array], Array]
+    mask_prob: Callable[[Array], Array]
 
     def weight(self, t: Array) -> Array:
         """w(t) = -alpha'(t) / (1 - alpha(t))."""
-        return -self.dalpha(t) / (1.0 - self.alpha(t))
+        return -self.dalpha(t) / self.mask_prob(t)
 
     def complement_weight(self, t: Array) -> Array:
         """-alpha'(t) / alpha(t): the weight of the complementary mask at t."""
@@ -51,14 +54,15 @@ class Schedule:
 
 
 def linear() -> Schedule:
-    return Schedule("linear", lambda t: 1.0 - t, lambda t: -jnp.ones_like(t))
+    return Schedule("linear", lambda t: 1.0 - t, lambda t: -jnp.ones_like(t), lambda t: t)
 
 
 def cosine() -> Schedule:
     h = math.pi / 2
     return Schedule("cosine",
                     lambda t: 1.0 - jnp.cos(h * (1.0 - t)),
-                    lambda t: -h * jnp.sin(h * (1.0 - t)))
+                    lambda t: -h * jnp.sin(h * (1.0 - t)),
+                    lambda t: jnp.cos(h * (1.0 - t)))
 
 
 def polynomial(k: float) -> Schedule:
@@ -66,7 +70,8 @@ def polynomial(k: float) -> Schedule:
         raise ValueError(f"polynomial schedule exponent must be > 0, got {k}")
     return Schedule(f"poly:{k:g}",
                     lambda t: 1.0 - t ** k,
-                    lambda t: -k * t ** (k - 1.0))
+                    lambda t: -k * t ** (k - 1.0),
+                    lambda t: t ** k)
 
 
 def get_schedule(spec: str) -> Schedule:

@@ -39,7 +39,9 @@ def test_weight_integrates_the_mask_probability_to_one():
     t, q = (t + 1) / 2, q / 2
     for spec in SPECS:
         s = get_schedule(spec)
-        val = float(jnp.sum(q * s.weight(jnp.asarray(t)) * (1 - s.alpha(jnp.asarray(t)))))
+        tt = jnp.asarray(t, jnp.float32)
+        val = float(jnp.sum(q * s.weight(tt) * s.mask_prob(tt)))
+        np.testing.assert_allclose(s.mask_prob(tt), 1 - s.alpha(tt), atol=1e-6)
         # poly:k with k < 1 has an integrable t^(k-1) singularity at 0: Gauss-Legendre
         # converges slowly there, so it gets a looser tolerance
         assert abs(val - 1.0) < (1e-2 if spec == "poly:0.5" else 1e-3), spec

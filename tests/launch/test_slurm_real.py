@@ -242,9 +242,13 @@ def test_slurm_array_requeue_and_two_task_job(tmp_path, request):
         assert p.returncode == 0, p.stdout + p.stderr
         assert "submitted multihost job" in p.stdout
 
+        # A requeued job leaves the queue for a moment before it reappears as pending, so the
+        # queue must stay empty for several polls in a row before the jobs count as finished.
         deadline = time.time() + 600
-        while time.time() < deadline and not cluster.queue_empty():
+        empty_polls = 0
+        while time.time() < deadline and empty_polls < 8:
             cluster.release_requeued()
+            empty_polls = empty_polls + 1 if cluster.queue_empty() else 0
             time.sleep(1)
         slurm_out = "\n".join(
             f"--- {f}\n" + (runs / sw / ".launch" / "slurm" / f).read_text()[-3000:]
