@@ -12,8 +12,8 @@ Runs use the `cpu` study base (64-token sequences, 16 sequences = 1024 tokens pe
 two evaluations and one mid-run checkpoint.
 
 Sweeps (the argument picks one):
-  grid   (default) sizes s0, s1, s2 x budgets 2.5e4, 5e4, 1e5 tokens: 9 runs, each 10-40 s
-         on this 2-core CPU (most of it start-up and compilation);
+  grid   (default) sizes s0, s1, s2 x budgets 4e4, 1e5, 2.5e5 tokens: 9 runs, each 20-60 s
+         on this 2-core CPU (start-up and compilation take 10-15 s of it);
   smoke  two s0 runs of 8 and 12 steps: what the launcher tests submit (local processes and SLURM);
   mh     one 8-step s0 run that wants 2 hosts (the multi-process launcher test).
 Any sweep takes `sizes=s0+s1`, `tokens=5e4+1e5`, `mix=...`, `source=...`, `path=...`.
@@ -43,7 +43,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
 
 
 KINDS = {
-    "grid": dict(sizes=("s0", "s1", "s2"), tokens=(2.5e4, 5e4, 1e5)),
+    "grid": dict(sizes=("s0", "s1", "s2"), tokens=(4e4, 1e5, 2.5e5)),
     "smoke": dict(sizes=("s0",), tokens=(8e3, 1.2e4)),
     "mh": dict(sizes=("s0",), tokens=(8e3,)),
 }

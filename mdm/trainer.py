@@ -323,6 +323,7 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
                 if pre.requested:
                     status = "preempted"
                     break
+                window.update(t=time.perf_counter(), steps=0)  # eval / save time is not step time
             if bar is not None:
                 bar.update(1)
         if pending is not None and status == "done" and not handle(pending, True):

@@ -183,7 +183,7 @@ def test_demo_runs_are_cpu_sized():
     assert {e.config.model.width for e in ex} == {64, 96, 128}
     for e in ex:
         b = build(e.config)
-        assert b.total_steps <= 100 and e.config.data.source == "synthetic"
+        assert b.total_steps <= 250 and e.config.data.source == "synthetic"
         assert min(e.config.data.mixture.values()) > 0  # all three modalities
     sh = mod.get_config("size=s0,source=shards,path=/data/demo_shards")
     assert (sh.data.source, sh.data.path) == ("shards", "/data/demo_shards")
