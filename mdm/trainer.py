@@ -116,26 +116,33 @@ def cadence_steps(value: float, total_tokens: float, tokens_per_step: int,
 
 
 class _Preemption:
-    """SIGTERM sets a flag; the loop saves at the next step boundary."""
+    """SIGTERM or Ctrl-C (SIGINT) sets a flag; the loop saves at the next step boundary and the
+    run exits with status "preempted". A second Ctrl-C interrupts at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.requested = False
-        self._old = None
+        self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "_Preemption":
         try:
-            self._old = signal.signal(signal.SIGTERM, self._handler)
-        except ValueError:  # not the main thread
-            self._old = None
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handler)
+        except ValueError:  # not the main thread: no signal handling
+            self._old = {}
         return self
 
     def _handler(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt
         self.requested = True
-        log.warning("SIGTERM received: saving a checkpoint at the next step boundary")
+        log.warning("%s received: saving a checkpoint at the next step boundary",
+                    signal.Signals(signum).name)
 
     def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
@@ -143,7 +150,15 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
     """Train (or resume) the run in `workdir`; returns summary.json's content.
 
     `devices` restricts the mesh to a subset of jax.devices() (single-process only).
+    A SIGTERM that arrives while the run is still starting (building, compiling) stops it at
+    its first step boundary, like one that arrives later.
     """
+    with _Preemption() as pre:
+        return _train(cfg, workdir, pre, progress, devices)
+
+
+def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool | None,
+           devices: list | None) -> dict[str, Any]:
     b = build(cfg)
     layout = describe_layout()
     if devices is not None:
@@ -299,35 +314,34 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
         return True
 
     batches = b.source.iterate(start, T, b.rows_per_step, jax.process_index(), jax.process_count())
-    with _Preemption() as pre:
-        for step in range(start, T):
-            local = next(batches)
-            state, metrics = jit_step(state, put_batch(local))
-            if pending is not None and not handle(pending, False):
-                status = "nan"
-                pending = None
-                break
-            pending = (step + 1, metrics)
-            s = step + 1
-            drain = s in eval_steps or s in ckpt_steps or s == T or pre.requested
-            if drain:
-                ok = handle(pending, True)
-                pending = None
-                if not ok:
-                    status = "nan"
-                    break
-                if s in eval_steps:
-                    last_eval = run_eval(s, float(s * b.tokens_per_step), s * b.tokens_per_step * fpt)
-                if ckpt is not None and (s in ckpt_steps or pre.requested or s == T):
-                    ckpt.save(s, state)
-                if pre.requested:
-                    status = "preempted"
-                    break
-                window.update(t=time.perf_counter(), steps=0)  # eval / save time is not step time
-            if bar is not None:
-                bar.update(1)
-        if pending is not None and status == "done" and not handle(pending, True):
+    for step in range(start, T):
+        local = next(batches)
+        state, metrics = jit_step(state, put_batch(local))
+        if pending is not None and not handle(pending, False):
             status = "nan"
+            pending = None
+            break
+        pending = (step + 1, metrics)
+        s = step + 1
+        drain = s in eval_steps or s in ckpt_steps or s == T or pre.requested
+        if drain:
+            ok = handle(pending, True)
+            pending = None
+            if not ok:
+                status = "nan"
+                break
+            if s in eval_steps:
+                last_eval = run_eval(s, float(s * b.tokens_per_step), s * b.tokens_per_step * fpt)
+            if ckpt is not None and (s in ckpt_steps or pre.requested or s == T):
+                ckpt.save(s, state)
+            if pre.requested:
+                status = "preempted"
+                break
+            window.update(t=time.perf_counter(), steps=0)  # eval / save time is not step time
+        if bar is not None:
+            bar.update(1)
+    if pending is not None and status == "done" and not handle(pending, True):
+        status = "nan"
     if bar is not None:
         bar.close()
     if ckpt is not None:
