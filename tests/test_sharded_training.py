@@ -226,3 +226,16 @@ def test_plan_reports_memory_for_a_3b_model_on_64_fake_devices(repo_root):
     # ZeRO-3 style sharding holds 1/64 of the state per device; pure data parallelism all of it
     assert res["data"]["argument_bytes"] > 30 * res["fsdp"]["argument_bytes"]
     assert res["fsdp"]["per_device_bytes"] < 0.5 * res["data"]["per_device_bytes"]
+
+
+def test_ctrl_c_requests_preemption_and_a_second_one_interrupts():
+    import os as _os
+    from mdm.trainer import _Preemption
+    with _Preemption() as pre:
+        _os.kill(_os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert pre.requested                      # the first Ctrl-C: save at the next step
+        with pytest.raises(KeyboardInterrupt):    # the second: stop now
+            _os.kill(_os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
