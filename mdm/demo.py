@@ -111,8 +111,8 @@ def sample_best(run_dir: str, demo: Any, out: str, num: int) -> dict[str, Any]:
         cfg = DEFAULTS[task]
         t0 = time.perf_counter()
         metrics, outputs, prompts = evaluate_task(g, demo, task, cfg, num=num)
-        d = g.save(task, outputs if task != "text" else outputs, prompts or ["(unconditional)"] * len(outputs),
-                   cfg, 0, metrics, out_dir=os.path.join(out, "samples", task))
+        d = g.save(task, outputs, prompts or ["(unconditional)"] * len(outputs), cfg, 0, metrics,
+                   out_dir=os.path.join(out, "samples", task))
         results[task] = {"metrics": metrics, "dir": d, "seconds": time.perf_counter() - t0,
                          "sampler": cfg.__dict__, "outputs": outputs, "prompts": prompts}
     _image_grid(results["t2i"]["outputs"], results["t2i"]["prompts"],

@@ -38,7 +38,6 @@ class Generator:
         from mdm.sharding import make_mesh
         from mdm.train_state import state_shardings
         from mdm.trainer import build
-        from flax import linen as nn  # noqa: F401
         self.run_dir = run_dir
         with open(os.path.join(run_dir, rc.CONFIG_FILE)) as f:
             self.run_config = json.load(f)

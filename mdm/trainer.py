@@ -169,7 +169,7 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
     mesh = mesh_from_config(cfg, devices)
     rules = rules_from_config(cfg)
     dp = data_parallel_size(mesh)
-    if b.rows_per_step % (dp * jax.process_count() // math.gcd(dp, jax.process_count())):
+    if b.rows_per_step % math.lcm(dp, jax.process_count()):
         raise ConfigError(f"config.train.physical_batch: {b.rows_per_step} rows per step do not "
                           f"split over the data-parallel size {dp} (mesh data x fsdp) and "
                           f"{jax.process_count()} processes; make it a multiple of {dp}")
@@ -244,7 +244,7 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
         return jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx])
 
     eval_examples = b.source.eval_examples(cfg.eval.num_examples)
-    eval_bs = math.lcm(cfg.eval.batch_size, dp) if cfg.eval.batch_size % dp else cfg.eval.batch_size
+    eval_bs = math.lcm(cfg.eval.batch_size, dp)  # a multiple of the data-parallel size
 
     def run_eval(step: int, tokens: float, flops: float) -> dict[str, Any]:
         params = state.ema_params if ema else state.params
