@@ -53,7 +53,11 @@ def base_config() -> mlc.ConfigDict:
         decay_fraction=0.2,        # wsd: final fraction of the run spent decaying
         min_lr_ratio=0.1, grad_clip=1.0, ema_decay=0.0))
 
-    c.sde = mlc.ConfigDict(dict(enabled=False, ref_batch=256, ref_tokens=0.0, gamma=0.44))
+    # SDE batch-size reparameterization (mdm.optim docstring): kappa = (D_ref/D)^gamma B/B_ref.
+    c.sde = mlc.ConfigDict(dict(enabled=False, ref_batch=256, ref_tokens=0.0, gamma=0.44,
+                                weight_decay_rule="sqrt_kappa",  # sqrt_kappa | fixed
+                                ema_rule="power",                # power (ema^kappa) | fixed
+                                grad_clip_rule="fixed"))         # fixed | noise_scaled | off
 
     c.mesh = mlc.ConfigDict(dict(data=-1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1,
                                  dcn_tensor=1))

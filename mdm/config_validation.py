@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mdm.optim import SDE_RULES
 from mdm.schedules import get_schedule
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -96,6 +97,10 @@ def validate_config(c: Any) -> None:
     if s.enabled:
         _check(s.ref_batch > 0, "sde.ref_batch", "must be positive")
         _check(s.ref_tokens >= 0, "sde.ref_tokens", "must be >= 0 (0 = this run's total_tokens)")
+        for rule, choices in SDE_RULES.items():
+            if rule in s:
+                _check(s[rule] in choices, f"sde.{rule}", f"must be one of {choices}, got "
+                       f"{s[rule]!r}")
 
     e = c.eval
     _check(e.num_t >= 1, "eval.num_t", "must be >= 1")

@@ -28,7 +28,11 @@ Variance reduction:
 
 Condition dropout (classifier-free guidance): with probability p an example's conditioning
 segment is fully masked; those positions then take no loss (they are not a sample of the forward
-process at t) and are not counted.
+process at t) and are not counted. Both members of a complementary pair share the dropout draw.
+
+The per-position weight is set to 0 wherever the position is not masked, so a weight that is
+infinite at an end point (w(t) -> inf as t -> 0, the complement weight as t -> 1) never meets a
+zero loss: no inf * 0 in the loss or its gradient.
 
 Normalisation: per-modality sums S_m and real-token counts C_m (content tokens of modality m);
 nats per token of modality m = S_m / C_m, the scalar training loss = sum_m S_m / sum_m C_m.
@@ -121,7 +125,21 @@ def corrupt(rng: Array, batch: Batch, t: Array, space: TokenSpace, cfg: Objectiv
     else:
         inputs_mask = masked
     inputs = jnp.where(inputs_mask, space.mask, batch.tokens)
+    # The weight only matters where a position is masked; elsewhere it may be inf (w(t) at an
+    # end point where nothing can be masked) and inf * 0 would make the gradient NaN.
+    weight = jnp.where(masked, weight, 0.0)
     return Corruption(inputs.astype(jnp.int32), masked, weight.astype(jnp.float32), counted, t)
+
+
+def corrupt_pair(rng: Array, batch: Batch, t: Array, space: TokenSpace,
+                 cfg: ObjectiveConfig) -> tuple[Corruption, Corruption]:
+    """A complementary pair at times t [B]: one u [B, L] gives the mask (u >= alpha) and its
+    complement (u < alpha), and one condition-dropout draw is shared by both members, so the
+    pair differs only in which content positions are masked."""
+    k_u, k_pair = jax.random.split(rng)
+    u = jax.random.uniform(k_u, batch.tokens.shape)
+    return (corrupt(k_pair, batch, t, space, cfg, complement=False, u=u),
+            corrupt(k_pair, batch, t, space, cfg, complement=True, u=u))
 
 
 def modality_log_softmax(logits: Array, modality: Array, space: TokenSpace) -> Array:

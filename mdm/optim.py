@@ -18,7 +18,27 @@ for physical batch B (sequences) and horizon D (tokens), relative to a reference
     kappa = (D_ref / D)^gamma * (B / B_ref)
     lr <- lr sqrt(kappa),  beta_i <- beta_i^kappa,  eps <- eps / sqrt(kappa)
 
-kappa = 1 leaves every value unchanged. The resolved values go into config.json.
+One step at batch B then stands for kappa steps of the reference dynamics ("SDE time" per step
+grows by kappa), and the run behaves like one at the logical batch
+
+    B_logical = B / kappa = B_ref (D / D_ref)^gamma.
+
+The other step-based quantities follow rules chosen here (config.sde.*_rule, recorded in
+config.json with the resolved values):
+
+  * decoupled weight decay (`weight_decay_rule`): "sqrt_kappa" (default) keeps the decay per
+    unit of SDE time: kappa reference steps shrink the weights by (1 - lr wd)^kappa ~
+    1 - kappa lr wd, one step here by 1 - lr sqrt(kappa) wd', so wd' = wd sqrt(kappa).
+    "fixed" keeps wd.
+  * EMA of the parameters (`ema_rule`): "power" (default) decays per unit of SDE time like the
+    Adam betas, ema' = ema^kappa; "fixed" keeps it.
+  * gradient clipping (`grad_clip_rule`): "fixed" (default) keeps the threshold on the mean
+    gradient's norm (the same quantity at any batch); "noise_scaled" divides it by
+    sqrt(kappa), which keeps the clipped fraction where the norm is noise-dominated
+    (|g| ~ sqrt(tr Sigma / B)); "off" disables clipping (clipping breaks the SDE
+    correspondence whenever it is active).
+
+kappa = 1 leaves every value unchanged.
 
 Per-group multipliers (model.param_group): learning rate x lr_mult[g], decoupled weight decay
 x wd_mult[g]; under CompleteP the hidden group has lr_mult = 1 / m_w and wd_mult = m_w (so that
@@ -46,19 +66,38 @@ class SDEResolved:
     beta1: float
     beta2: float
     eps: float
+    weight_decay: float
+    grad_clip: float
+    ema_decay: float
+    logical_batch: float
+
+
+SDE_RULES = {"weight_decay_rule": ("sqrt_kappa", "fixed"), "ema_rule": ("power", "fixed"),
+             "grad_clip_rule": ("fixed", "noise_scaled", "off")}
 
 
 def sde_reparameterize(lr: float, beta1: float, beta2: float, eps: float, batch: float,
-                       tokens: float, ref_batch: float, ref_tokens: float,
-                       gamma: float) -> SDEResolved:
-    """kappa = (D_ref / D)^gamma (B / B_ref); lr sqrt(kappa), beta^kappa, eps / sqrt(kappa)."""
+                       tokens: float, ref_batch: float, ref_tokens: float, gamma: float,
+                       weight_decay: float = 0.0, grad_clip: float = 0.0, ema_decay: float = 0.0,
+                       weight_decay_rule: str = "sqrt_kappa", ema_rule: str = "power",
+                       grad_clip_rule: str = "fixed") -> SDEResolved:
+    """kappa = (D_ref / D)^gamma (B / B_ref); lr sqrt(kappa), beta^kappa, eps / sqrt(kappa),
+    weight decay, EMA and clipping by their rules; logical batch B / kappa (module docstring)."""
     for name, v in (("batch", batch), ("tokens", tokens), ("ref_batch", ref_batch),
                     ("ref_tokens", ref_tokens)):
         if not v > 0:
             raise ValueError(f"sde_reparameterize: {name} must be > 0, got {v}")
+    for name, v in (("weight_decay_rule", weight_decay_rule), ("ema_rule", ema_rule),
+                    ("grad_clip_rule", grad_clip_rule)):
+        if v not in SDE_RULES[name]:
+            raise ValueError(f"sde.{name} = {v!r}; choose from {SDE_RULES[name]}")
     kappa = (ref_tokens / tokens) ** gamma * (batch / ref_batch)
     s = math.sqrt(kappa)
-    return SDEResolved(kappa, lr * s, beta1 ** kappa, beta2 ** kappa, eps / s)
+    wd = weight_decay * s if weight_decay_rule == "sqrt_kappa" else weight_decay
+    ema = ema_decay ** kappa if (ema_rule == "power" and ema_decay > 0) else ema_decay
+    clip = {"fixed": grad_clip, "noise_scaled": grad_clip / s, "off": 0.0}[grad_clip_rule]
+    return SDEResolved(kappa, lr * s, beta1 ** kappa, beta2 ** kappa, eps / s, wd, clip, ema,
+                       batch / kappa)
 
 
 def resolve_duration(value: float, total_tokens: float) -> float:

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mdm.objective import Batch, ObjectiveConfig, corrupt, elbo_sums, sample_times
+from mdm.objective import (Batch, ObjectiveConfig, corrupt, corrupt_pair, elbo_sums,
+                           sample_times)
 from mdm.token_space import TokenSpace
 from mdm.train_state import TrainState
 
@@ -59,10 +60,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, space: T
         n = batch.tokens.shape[0]
         if obj.complementary:
             t = sample_times(k_t, n, obj.antithetic, obj.t_min)
-            k_u, k_c1, k_c2 = jax.random.split(k_c, 3)
-            u = jax.random.uniform(k_u, batch.tokens.shape)
-            c1 = corrupt(k_c1, batch, t, space, obj, complement=False, u=u)
-            c2 = corrupt(k_c2, batch, t, space, obj, complement=True, u=u)
+            c1, c2 = corrupt_pair(k_c, batch, t, space, obj)
             batch = Batch(*(jnp.concatenate([a, a]) for a in batch))
             corr = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), c1, c2)
         else:

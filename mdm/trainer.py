@@ -20,7 +20,7 @@ import math
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -37,7 +37,7 @@ from mdm.evaluation import evaluate, make_eval_step
 from mdm.flops import flops_per_token
 from mdm.model import ModelConfig, Transformer, count_params
 from mdm.objective import Batch, ObjectiveConfig
-from mdm.optim import lr_schedule, make_optimizer, resolve_duration, sde_reparameterize
+from mdm.optim import SDE_RULES, lr_schedule, make_optimizer, resolve_duration, sde_reparameterize
 from mdm.run_logger import RunWriter
 from mdm.schedules import ModalitySchedules
 from mdm.sharding import (batch_sharding, data_parallel_size, mesh_context, mesh_from_config,
@@ -48,6 +48,11 @@ from mdm.train_state import abstract_params, create_state, state_shardings
 from mdm.train_step import make_train_step
 
 log = logging.getLogger("mdm")
+# How tokens and FLOPs are counted (also in config.json and analysis/loading.py).
+TOKEN_CONVENTION = ("tokens = distinct data tokens seen (with complementary pairs each row is "
+                    "processed with both masks and counted once); tokens_processed and flops = "
+                    "tokens through the model and the compute spent (both copies); "
+                    "train.total_tokens and physical_batch count processed tokens / sequences")
 MODS = ("text", "image", "audio")
 EXIT_CODES = {"done": 0, "failed": 1, "nan": 3, "preempted": 75}
 
@@ -59,12 +64,22 @@ class Built:
     model: Transformer
     source: Any
     objective: ObjectiveConfig
-    tokens_per_step: int
+    tokens_per_step: int        # tokens processed per step (both masks of a pair count)
     total_steps: int
-    rows_per_step: int          # rows the data source provides per step
+    rows_per_step: int          # distinct rows the data source provides per step
     num_micro: int
-    opt: dict[str, float]       # resolved lr, betas, eps, kappa
+    opt: dict[str, float]       # resolved lr, betas, eps, weight decay, clip, EMA, kappa
     logical_batch: float
+
+    @property
+    def data_tokens_per_step(self) -> int:
+        """Distinct data tokens per step: with complementary pairs each row is processed twice
+        (once per mask), so half the processed tokens are distinct data."""
+        return self.tokens_per_step // self.copies
+
+    @property
+    def copies(self) -> int:
+        return 2 if self.objective.complementary else 1
 
 
 def model_config(cfg: mlc.ConfigDict, space: TokenSpace) -> ModelConfig:
@@ -89,14 +104,18 @@ def build(cfg: mlc.ConfigDict) -> Built:
     total_steps = max(1, math.ceil(t.total_tokens / tokens_per_step))
     num_micro = t.physical_batch // t.micro_batch if t.micro_batch else 1
     rows = t.physical_batch // 2 if cfg.objective.complementary else t.physical_batch
-    opt = {"lr": o.lr, "beta1": o.beta1, "beta2": o.beta2, "eps": o.eps, "kappa": 1.0}
+    opt = {"lr": o.lr, "beta1": o.beta1, "beta2": o.beta2, "eps": o.eps,
+           "weight_decay": o.weight_decay, "grad_clip": o.grad_clip, "ema_decay": o.ema_decay,
+           "kappa": 1.0}
     logical_batch = float(t.physical_batch)
     if cfg.sde.enabled:
-        ref_tokens = cfg.sde.ref_tokens or t.total_tokens
+        sde = cfg.sde
         r = sde_reparameterize(o.lr, o.beta1, o.beta2, o.eps, t.physical_batch, t.total_tokens,
-                               cfg.sde.ref_batch, ref_tokens, cfg.sde.gamma)
+                               sde.ref_batch, sde.ref_tokens or t.total_tokens, sde.gamma,
+                               o.weight_decay, o.grad_clip, o.ema_decay,
+                               **{k: sde[k] for k in SDE_RULES if k in sde})
         opt = dataclasses.asdict(r)
-        logical_batch = float(cfg.sde.ref_batch)
+        logical_batch = opt.pop("logical_batch")
     sch = cfg.objective.schedule
     obj = ObjectiveConfig(ModalitySchedules.from_specs(sch.text, sch.image, sch.audio),
                           antithetic=cfg.objective.antithetic,
@@ -104,6 +123,19 @@ def build(cfg: mlc.ConfigDict) -> Built:
                           cond_dropout=cfg.objective.cond_dropout, t_min=cfg.objective.t_min)
     return Built(space, mcfg, Transformer(mcfg), make_source(cfg, space), obj, tokens_per_step,
                  total_steps, rows, num_micro, opt, logical_batch)
+
+
+def make_evaluator(cfg: mlc.ConfigDict, b: Built, put: Callable[[np.ndarray], Any] = np.asarray,
+                   dp: int = 1, out_shardings: Any = None) -> Callable[[Any], dict[str, Any]]:
+    """params -> the eval.jsonl fields: the run's fixed eval set (cfg.eval.num_examples split
+    over the data set's modalities, whatever the mixture) under the reference parameterization
+    of mdm.evaluation (whatever the training schedule)."""
+    apply_fn = lambda p, x, s: b.model.apply({"params": p}, x, s)
+    jit_kw = {"out_shardings": out_shardings} if out_shardings is not None else {}
+    step = jax.jit(make_eval_step(apply_fn, b.space, cfg.eval.seed), **jit_kw)
+    examples = b.source.eval_examples(cfg.eval.num_examples)
+    batch_size = math.lcm(cfg.eval.batch_size, dp)  # a multiple of the data-parallel size
+    return lambda params: evaluate(step, params, examples, cfg.eval.num_t, batch_size, put=put)
 
 
 def cadence_steps(value: float, total_tokens: float, tokens_per_step: int,
@@ -177,8 +209,8 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
     lr_fn = lr_schedule(b.opt["lr"], cfg.train.total_tokens, b.tokens_per_step, o.warmup,
                         o.decay, o.decay_fraction, o.min_lr_ratio)
     tx = make_optimizer(b.model_cfg, lr_fn, b.opt["beta1"], b.opt["beta2"], b.opt["eps"],
-                        o.weight_decay, o.grad_clip)
-    ema = o.ema_decay > 0
+                        b.opt["weight_decay"], b.opt["grad_clip"])
+    ema = b.opt["ema_decay"] > 0
 
     counts = count_params(abstract_params(b.model, cfg.data.seq_len))
     mc = b.model_cfg
@@ -192,8 +224,12 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
         "physical_batch_seqs": cfg.train.physical_batch, "micro_batch_seqs":
             cfg.train.micro_batch or cfg.train.physical_batch, "num_micro_batches": b.num_micro,
         "logical_batch_seqs": b.logical_batch, "tokens_per_step": b.tokens_per_step,
+        "data_tokens_per_step": b.data_tokens_per_step, "examples_per_step": b.rows_per_step,
+        "token_convention": TOKEN_CONVENTION,
         "total_tokens": b.total_steps * b.tokens_per_step, "total_steps": b.total_steps,
-        **b.opt, "token_space": b.space.to_dict(), "mesh": dict(mesh.shape),
+        "total_data_tokens": b.total_steps * b.data_tokens_per_step,
+        **b.opt, "sde_rules": ({k: cfg.sde[k] for k in SDE_RULES if k in cfg.sde}
+                               if cfg.sde.enabled else {}), "token_space": b.space.to_dict(), "mesh": dict(mesh.shape),
         "num_devices": layout["num_devices"], "num_processes": layout["process_count"],
         "device_kind": layout["device_kind"], "peak_flops": peak, "peak_flops_source": peak_source,
         "data": b.source.describe(),
@@ -222,16 +258,13 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
 
     base_rng = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
     step_fn = make_train_step(b.model, tx, b.space, b.objective, b.num_micro, lr_fn, base_rng,
-                              o.ema_decay, cfg.logging.grad_noise_scale)
+                              b.opt["ema_decay"], cfg.logging.grad_noise_scale)
     bsh = batch_sharding(mesh)
     batch_sh = Batch(bsh, bsh, bsh)
     rep = NamedSharding(mesh, PartitionSpec())
     with mesh_context(mesh, rules):
         jit_step = jax.jit(step_fn, in_shardings=(shardings, batch_sh),
                            out_shardings=(shardings, rep), donate_argnums=(0,))
-        apply_fn = lambda p, x, s: b.model.apply({"params": p}, x, s)
-        jit_eval = jax.jit(make_eval_step(apply_fn, b.space, b.objective, cfg.eval.seed),
-                           out_shardings=rep)
 
     def put_batch(arrays: dict[str, np.ndarray]) -> Batch:
         return Batch(*(jax.make_array_from_process_local_data(bsh, arrays[f])
@@ -243,14 +276,12 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
         sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp"), *([None] * (x.ndim - 1))))
         return jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx])
 
-    eval_examples = b.source.eval_examples(cfg.eval.num_examples)
-    eval_bs = math.lcm(cfg.eval.batch_size, dp)  # a multiple of the data-parallel size
+    evaluator = make_evaluator(cfg, b, put=put_global, dp=dp, out_shardings=rep)
 
     def run_eval(step: int, tokens: float, flops: float) -> dict[str, Any]:
         params = state.ema_params if ema else state.params
         with mesh_context(mesh, rules):
-            res = evaluate(jit_eval, params, eval_examples, cfg.eval.num_t, cfg.objective.t_min,
-                           eval_bs, put=put_global)
+            res = evaluator(params)
         rec = {"step": step, "tokens": tokens, "flops": flops, **res}
         writer.eval(rec)
         return rec
@@ -287,7 +318,7 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
         s, m = item
         m = jax.device_get(m)
         for mod in MODS:
-            mod_tokens[mod] += float(m[f"count_{mod}"])
+            mod_tokens[mod] += float(m[f"count_{mod}"]) / b.copies  # distinct data tokens
         window["steps"] += 1
         if bool(m["nonfinite"]):
             log.error("non-finite loss or gradient at step %d: stopping (status 'nan')", s)
@@ -295,8 +326,9 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
         if force_log or s % cfg.logging.every_steps == 0:
             now = time.perf_counter()
             dt = (now - window["t"]) / max(window["steps"], 1)
-            tps = b.tokens_per_step / dt
-            rec = {"step": s, "tokens": s * b.tokens_per_step, "flops": s * b.tokens_per_step * fpt,
+            tps = b.tokens_per_step / dt  # processed tokens per second (the compute rate)
+            rec = {"step": s, "tokens": s * b.data_tokens_per_step,
+                   "tokens_processed": s * b.tokens_per_step, "flops": s * b.tokens_per_step * fpt,
                    "wall_s": wall0 + now - t_start, "lr": float(m["lr"]), "loss": float(m["loss"]),
                    "grad_norm": float(m["grad_norm"]), "step_time_s": dt, "tokens_per_s": tps,
                    "tokens_per_s_per_device": tps / layout["num_devices"],
@@ -331,7 +363,8 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
                 status = "nan"
                 break
             if s in eval_steps:
-                last_eval = run_eval(s, float(s * b.tokens_per_step), s * b.tokens_per_step * fpt)
+                last_eval = run_eval(s, float(s * b.data_tokens_per_step),
+                                     s * b.tokens_per_step * fpt)
             if ckpt is not None and (s in ckpt_steps or pre.requested or s == T):
                 ckpt.save(s, state)
             if pre.requested:
@@ -351,7 +384,9 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
     final_step = int(jax.device_get(state.step)) if status != "nan" else None
     summary = {
         "status": status, "run_id": run_id, "steps": final_step, "tokens":
-            (final_step or 0) * b.tokens_per_step, "flops": (final_step or 0) * b.tokens_per_step * fpt,
+            (final_step or 0) * b.data_tokens_per_step,
+        "tokens_processed": (final_step or 0) * b.tokens_per_step,
+        "flops": (final_step or 0) * b.tokens_per_step * fpt,
         "wall_s": wall0 + time.perf_counter() - t_start, "tokens_per_modality": mod_tokens,
         "final_eval": {m: {k: last_eval[f"{k}_{m}"] for k in ("nats", "bits", "nats_se",
                                                                "bits_se", "count")}

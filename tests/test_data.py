@@ -94,6 +94,38 @@ def test_eval_examples_are_fixed(shard_dir):
     assert a["tokens"].shape == (10, L)
 
 
+def _assert_same_eval_set(a, b):
+    from mdm.evaluation import describe_examples
+    for f in ("tokens", "segment_ids", "cond", "kind", "row"):
+        np.testing.assert_array_equal(a[f], b[f])
+    assert describe_examples(a) == describe_examples(b)
+
+
+def test_eval_set_does_not_depend_on_the_mixture(shard_dir):
+    """One eval set per data set: a text-only run, an image-only run and a mixed run evaluate
+    every modality on the same rows (same kinds, row ids and hash)."""
+    sets = [ShardSource(shard_dir, SPACE, L, mix).eval_examples(12)
+            for mix in (MIX, {"text": 1.0}, {"image": 1.0, "audio": 0.0})]
+    for other in sets[1:]:
+        _assert_same_eval_set(sets[0], other)
+    ev = sets[0]
+    assert describe_examples_rows(ev) == {"text": 4, "image": 4, "audio": 4}
+    # the rows are the eval split's first rows of each kind, in order
+    assert ev["row"].tolist() == [0, 1, 2, 3] * 3
+    syn = [SyntheticSource(SPACE, L, mix, states=16, branching=3).eval_examples(12)
+           for mix in (MIX, {"audio": 1.0})]
+    _assert_same_eval_set(*syn)
+    assert describe_examples_rows(syn[0]) == {"text": 4, "image": 4, "audio": 4}
+    space_mod = SPACE.modality_of(syn[0]["tokens"])
+    for kind, mid in (("image", 2), ("audio", 3)):  # each kind's rows hold that modality
+        assert (np.asarray(space_mod)[syn[0]["kind"] == kind] == mid).any(axis=1).all()
+
+
+def describe_examples_rows(ev):
+    from mdm.evaluation import describe_examples
+    return describe_examples(ev)["eval_rows"]
+
+
 def test_mismatched_config_and_corruption_are_rejected(shard_dir, tmp_path):
     with pytest.raises(ShardError, match="config.data.seq_len is 32"):
         ShardSource(shard_dir, SPACE, 32, MIX)

@@ -171,16 +171,40 @@ def test_fixed_grid_estimator_agrees_with_brute_force_monte_carlo():
     batch = sample_data(n, seed=7)
     examples = {"tokens": np.asarray(batch.tokens), "segment_ids": np.asarray(batch.segment_ids),
                 "cond": np.asarray(batch.cond)}
-    obj = objective("cosine")
-    step = jax.jit(make_eval_step(lambda p, x, s: exact_conditional_logits(x), SPACE, obj, seed=0))
-    res = evaluate(step, None, examples, num_t=8, t_min=0.0, batch_size=1000)
-    mc = mc_elbo("cosine", 40000, seed=8) / L
-    mc_mean, mc_se = mc.mean(), mc.std() / math.sqrt(len(mc))
-    tol = 4 * math.hypot(res["nats_se_text"], mc_se)
-    assert abs(res["nats_text"] - mc_mean) < tol, (res["nats_text"], mc_mean, tol)
+    step = jax.jit(make_eval_step(lambda p, x, s: exact_conditional_logits(x), SPACE, seed=0))
+    res = evaluate(step, None, examples, num_t=8, batch_size=1000)
+    assert res["eval_scheme"] == "mask_rate_gauss_legendre" and res["eval_num_t"] == 8
+    for spec in ("cosine", "poly:0.5"):   # the training estimator under two schedules
+        mc = mc_elbo(spec, 40000, seed=8) / L
+        mc_mean, mc_se = mc.mean(), mc.std() / math.sqrt(len(mc))
+        tol = 4 * math.hypot(res["nats_se_text"], mc_se)
+        assert abs(res["nats_text"] - mc_mean) < tol, (spec, res["nats_text"], mc_mean, tol)
+    # and the known entropy of the distribution
     assert abs(res["nats_text"] - ENTROPY / L) < 4 * res["nats_se_text"]
     # fixed seeds: the same estimate twice
-    assert evaluate(step, None, examples, 8, 0.0, 1000)["nats_text"] == res["nats_text"]
+    assert evaluate(step, None, examples, 8, 1000)["nats_text"] == res["nats_text"]
+
+
+def test_evaluation_does_not_depend_on_the_training_schedule():
+    """One fixed model evaluated through the trainer's eval path under configs that name four
+    training schedules: the same bits per token (the model has no time input, so the ELBO is a
+    property of the model), within 0.1%."""
+    from experiments.base import get_config
+    from mdm.trainer import build, make_evaluator
+    bits = {}
+    for spec in ("linear", "cosine", "poly:0.5", "poly:2"):
+        c = get_config("tiny")
+        c.objective.schedule.update(text=spec, image=spec, audio=spec)
+        c.eval.num_examples = 24
+        b = build(c)
+        params = b.model.init(jax.random.PRNGKey(0),
+                                               jnp.zeros((1, c.data.seq_len), jnp.int32),
+                                               jnp.ones((1, c.data.seq_len), jnp.int32))["params"]
+        res = make_evaluator(c, b)(params)
+        bits[spec] = res["bits"]
+    ref = bits["linear"]
+    for spec, v in bits.items():
+        assert abs(v / ref - 1) < 1e-3, bits
 
 
 def test_quadrature_grid_and_ratio_standard_error():
@@ -212,3 +236,48 @@ def test_condition_dropout_masks_the_whole_condition_and_drops_its_loss():
     assert 0.18 < frac < 0.32                      # ~25% of rows have the caption fully masked
     dropped = fully & ~np.asarray(c.masked)[:, cond[0]].any(1)
     assert np.all(np.asarray(c.counted)[dropped][:, cond[0]] == 0)  # no loss, not counted
+
+
+def test_complementary_pair_shares_the_condition_dropout_draw():
+    from mdm.objective import corrupt_pair
+    space = TokenSpace(text_vocab=10, image_vocab=7, audio_vocab=5, pad_vocab_to=8)
+    row = pair_sequence("T2I", [1, 2, 3, 4], [1, 2, 3, 4, 5, 6], 16, space)
+    n = 512
+    batch = Batch(*(jnp.asarray(np.repeat(a, n, 0)) for a in (row.tokens, row.segment_ids,
+                                                                row.cond)))
+    obj = ObjectiveConfig(ModalitySchedules.from_specs("linear", "linear", "linear"),
+                          cond_dropout=0.5)
+    t = jax.random.uniform(jax.random.PRNGKey(1), (n,), minval=0.05, maxval=0.95)
+    c1, c2 = corrupt_pair(jax.random.PRNGKey(2), batch, t, space, obj)
+    cond = np.asarray(batch.cond)
+    dropped1 = np.all(np.asarray(c1.inputs)[:, cond[0]] == space.mask, 1) & \
+        ~np.asarray(c1.masked)[:, cond[0]].any(1)
+    dropped2 = np.all(np.asarray(c2.inputs)[:, cond[0]] == space.mask, 1) & \
+        ~np.asarray(c2.masked)[:, cond[0]].any(1)
+    assert 0.4 < dropped1.mean() < 0.6                       # the draw happens at all
+    np.testing.assert_array_equal(dropped1, dropped2)        # ... and is shared by the pair
+    np.testing.assert_array_equal(np.asarray(c1.counted), np.asarray(c2.counted))
+    # the masks are complementary on every counted content position
+    counted = np.asarray(c1.counted)
+    np.testing.assert_array_equal(np.asarray(c1.masked)[counted], ~np.asarray(c2.masked)[counted])
+
+
+@pytest.mark.parametrize("spec", ["cosine", "linear", "poly:0.5"])
+def test_weights_are_finite_where_nothing_can_be_masked(spec):
+    """t = 1 exactly (complement: nothing masked, weight -alpha'/alpha = inf) and t = 0
+    (nothing masked, w = inf): loss and gradient stay finite."""
+    from mdm.objective import corrupt_pair
+    batch = sample_data(8, seed=3)
+    obj = objective(spec)
+
+    def loss(scale, t):
+        c1, c2 = corrupt_pair(jax.random.PRNGKey(0), batch, t, SPACE, obj)
+        logits = scale * exact_conditional_logits(c1.inputs)
+        return sum(elbo_sums(logits, batch, c, SPACE).sums.sum() for c in (c1, c2))
+
+    # at t = 0 the complement masks everything with weight -alpha'(0) / alpha(0), infinite
+    # for poly:k with k < 1 (a real singularity, kept away by objective.t_min > 0)
+    ends = (jnp.ones(8),) if spec == "poly:0.5" else (jnp.ones(8), jnp.zeros(8))
+    for t in ends:
+        v, g = jax.value_and_grad(loss)(jnp.float32(1.0), t)
+        assert np.isfinite(float(v)) and np.isfinite(float(g)), (spec, float(v), float(g))

@@ -43,7 +43,52 @@ def test_resolved_sde_values_reach_the_build():
     kappa = (0.5) ** 0.44 * (16 / 4)
     assert b.opt["kappa"] == pytest.approx(kappa)
     assert b.opt["lr"] == pytest.approx(c.optimizer.lr * math.sqrt(kappa))
-    assert b.logical_batch == 4
+    # B / kappa = B_ref (D / D_ref)^gamma, here 4 * 2^0.44 (not B_ref)
+    assert b.logical_batch == pytest.approx(4 * 2 ** 0.44, rel=1e-12)
+    assert b.logical_batch == pytest.approx(16 / kappa, rel=1e-12)
+
+
+def test_sde_rules_hand_computed():
+    # B = 32 against B_ref = 8, D = 1e6 against D_ref = 2e6, gamma = 0.5:
+    # kappa = 2^0.5 * 4 = 5.656854..., sqrt(kappa) = 2.378414...
+    kappa, root = 5.656854249492381, 2.378414230005442
+    r = sde_reparameterize(1e-3, 0.9, 0.95, 1e-8, 32, 1e6, 8, 2e6, 0.5, weight_decay=0.1,
+                           grad_clip=1.0, ema_decay=0.999)
+    assert r.kappa == pytest.approx(kappa, rel=1e-12)
+    assert r.lr == pytest.approx(1e-3 * root, rel=1e-12)
+    assert r.eps == pytest.approx(1e-8 / root, rel=1e-12)
+    assert r.beta1 == pytest.approx(0.5510063, rel=1e-6)          # 0.9^5.6568...
+    assert r.weight_decay == pytest.approx(0.2378414230005442, rel=1e-12)  # lr wd per SDE time
+    assert r.ema_decay == pytest.approx(0.9943563, rel=1e-6)      # 0.999^5.6568...
+    assert r.grad_clip == 1.0
+    assert r.logical_batch == pytest.approx(8 * 0.5 ** 0.5, rel=1e-12)   # B_ref (D/D_ref)^gamma
+    # the decay per unit of SDE time is the reference's: lr' wd' = kappa lr wd
+    assert r.lr * r.weight_decay == pytest.approx(kappa * 1e-3 * 0.1, rel=1e-12)
+    alt = sde_reparameterize(1e-3, 0.9, 0.95, 1e-8, 32, 1e6, 8, 2e6, 0.5, weight_decay=0.1,
+                             grad_clip=1.0, ema_decay=0.999, weight_decay_rule="fixed",
+                             ema_rule="fixed", grad_clip_rule="noise_scaled")
+    assert (alt.weight_decay, alt.ema_decay) == (0.1, 0.999)
+    assert alt.grad_clip == pytest.approx(1.0 / root, rel=1e-12)
+    off = sde_reparameterize(1e-3, 0.9, 0.95, 1e-8, 32, 1e6, 8, 2e6, 0.5, grad_clip=1.0,
+                             grad_clip_rule="off")
+    assert off.grad_clip == 0.0 and off.ema_decay == 0.0   # no EMA stays no EMA
+    with pytest.raises(ValueError, match="ema_rule"):
+        sde_reparameterize(1e-3, 0.9, 0.95, 1e-8, 32, 1e6, 8, 2e6, 0.5, ema_rule="sqrt")
+
+
+def test_sde_rules_reach_the_build():
+    c = get_config("tiny")
+    c.optimizer.update(weight_decay=0.1, ema_decay=0.99)
+    c.sde.update(enabled=True, ref_batch=4, ref_tokens=c.train.total_tokens)
+    b = build(c)                                            # kappa = 16 / 4 = 4
+    assert b.opt["kappa"] == pytest.approx(4.0)
+    assert b.opt["weight_decay"] == pytest.approx(0.2)
+    assert b.opt["ema_decay"] == pytest.approx(0.99 ** 4)
+    assert b.opt["grad_clip"] == c.optimizer.grad_clip
+    c.sde.weight_decay_rule = "bogus"
+    from mdm.config_validation import ConfigError
+    with pytest.raises(ConfigError, match="sde.weight_decay_rule"):
+        build(c)
 
 
 def test_schedule_is_defined_in_tokens():

@@ -58,3 +58,62 @@ def test_per_modality_selection_and_bad_specs():
         get_schedule("exp")
     with pytest.raises(ValueError, match="must be > 0"):
         get_schedule("poly:-1")
+
+
+# --- float32 against float64 references, including 1e-7 from either end ----------------------
+H = math.pi / 2
+_T32 = np.concatenate([[0.0, 1e-7, 3e-7, 1e-6, 1e-5, 1e-4, 1e-3], np.linspace(0.01, 0.99, 99),
+                       [1 - 1e-3, 1 - 1e-4, 1 - 1e-5, 1 - 1e-6, 1 - 3e-7, 1 - 1e-7, 1.0]]
+                      ).astype(np.float32)
+
+
+def _one_minus_cos(x: np.ndarray) -> np.ndarray:
+    """1 - cos x in float64 without cancellation: its Taylor series for small x."""
+    small = x < 1e-3
+    series = x ** 2 / 2 - x ** 4 / 24 + x ** 6 / 720
+    return np.where(small, series, 1 - np.cos(np.where(small, 1.0, x)))
+
+
+def _reference(spec: str, t: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(alpha, 1 - alpha, -alpha') in float64 at the float32 times t (as float64)."""
+    if spec == "linear":
+        return 1 - t, t, np.ones_like(t)
+    if spec == "cosine":
+        return _one_minus_cos(H * (1 - t)), np.cos(H * (1 - t)), H * np.sin(H * (1 - t))
+    k = float(spec.split(":")[1])
+    with np.errstate(divide="ignore"):
+        return 1 - t ** k, t ** k, k * t ** (k - 1)
+
+
+def _close(got: np.ndarray, ref: np.ndarray, rtol: float, what: str) -> None:
+    got = np.asarray(got, np.float64)
+    finite = np.isfinite(ref)
+    assert np.array_equal(np.isinf(got), ~finite), (what, got[~finite])
+    # an exact end value (0) may come out as 1e-17-size rounding in float64's cos(pi/2)
+    err = np.abs(got[finite] - ref[finite])
+    bad = err > rtol * np.abs(ref[finite]) + 1e-15
+    assert not bad.any(), (what, _T32[finite][bad], got[finite][bad], ref[finite][bad])
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_float32_schedules_match_float64_to_1e6_at_both_ends(spec):
+    s = get_schedule(spec)
+    t32 = jnp.asarray(_T32)
+    a, m, da = _reference(spec, _T32.astype(np.float64))
+    _close(s.alpha(t32), a, 1e-6, "alpha")
+    _close(s.mask_prob(t32), m, 1e-6, "mask_prob")
+    inner = (_T32 > 0) & (_T32 < 1)  # the weights are infinite at one end point by definition
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w, cw = da / m, da / a
+    for name, got, ref in (("weight", s.weight(t32), w), ("complement_weight",
+                                                          s.complement_weight(t32), cw)):
+        got = np.asarray(got, np.float64)[inner]
+        ref = ref[inner]
+        np.testing.assert_allclose(got, ref, rtol=1e-6, err_msg=f"{spec} {name}")
+
+
+def test_old_cosine_form_cancels_and_would_fail():
+    # the reason for 2 sin^2: 1 - cos(pi/2 (1 - t)) in float32 is exactly 0 below 1 - t = 1.55e-4
+    t = jnp.float32(1 - 1e-4)
+    assert float(1.0 - jnp.cos(H * (1.0 - t))) == 0.0
+    assert float(get_schedule("cosine").alpha(t)) > 0.0

@@ -92,18 +92,23 @@ class ShardSource:
         return {f: np.concatenate([p[f] for p in parts]) for f in FIELDS}
 
     def eval_examples(self, num_examples: int) -> dict[str, np.ndarray]:
-        """The first rows of the eval split in mixture proportions (fixed across runs)."""
+        """The fixed eval set: the first rows of each kind of the eval split, `num_examples`
+        split equally over the kinds the data set has (not the run's mixture), so every run on
+        this data set, whatever its mixture, evaluates every modality on the same rows.
+        Adds `kind` [n] (the row kind) and `row` [n] (the row's index in its eval array)."""
         if self.eval_split is None:
             raise ShardError(f"{self.path} has no eval split; tokenize with held-out data")
-        mix = {k: v for k, v in self.mixture.items() if k in self.eval_split}
-        q = quotas(num_examples, mix)
+        kinds = [k for k in ROW_KINDS if self.eval_split.get(k, {}).get("rows", 0) > 0]
+        q = quotas(num_examples, {k: 1.0 for k in kinds})
         parts = []
-        for kind in ROW_KINDS:
-            if q.get(kind, 0):
-                n = self.eval_split[kind]["rows"]
-                idx = np.arange(q[kind]) % n
-                parts.append(self._read(self.eval_split[kind], idx))
-        return {f: np.concatenate([p[f] for p in parts]) for f in FIELDS}
+        for kind in kinds:
+            n = self.eval_split[kind]["rows"]
+            idx = np.arange(q[kind]) % n
+            part = self._read(self.eval_split[kind], idx)
+            part["kind"] = np.full(len(idx), kind)
+            part["row"] = idx
+            parts.append(part)
+        return {f: np.concatenate([p[f] for p in parts]) for f in (*FIELDS, "kind", "row")}
 
     def grain_dataset(self, batch_size: int, process_index: int = 0,
                       process_count: int = 1, num_steps: int = 2 ** 40) -> grain.MapDataset:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mdm.data.mixing import quotas
+from mdm.data.mixing import MODALITIES, quotas
 from mdm.token_space import Sequences, TokenSpace, concat, pack_text, pair_sequence
 
 
@@ -143,10 +143,18 @@ class SyntheticSource:
         return self._rows([[self.data_seed, 0, step, r] for r in rows], [mods[r] for r in rows])
 
     def eval_examples(self, num_examples: int) -> dict[str, np.ndarray]:
-        """A fixed held-out set (its own random stream), identical across runs."""
-        q = quotas(num_examples, self.mixture)
-        mods = [m for m in ("text", "image", "audio") for _ in range(q[m])]
-        return self._rows([[self.data_seed, 1, r] for r in range(num_examples)], mods)
+        """A fixed held-out set (its own random stream), identical across runs whatever their
+        mixture: `num_examples` split equally over text, image and audio rows; row j of kind m
+        is drawn from the key (data seed, 1, m, j). Adds `kind` [n] and `row` [n]."""
+        q = quotas(num_examples, {m: 1.0 for m in MODALITIES})
+        keys, mods = [], []
+        for kid, m in enumerate(MODALITIES):
+            keys += [[self.data_seed, 1, kid, j] for j in range(q[m])]
+            mods += [m] * q[m]
+        out = self._rows(keys, mods)
+        out["kind"] = np.array(mods)
+        out["row"] = np.concatenate([np.arange(q[m]) for m in MODALITIES])
+        return out
 
     def iterate(self, start: int, stop: int, batch_size: int, process_index: int = 0,
                 process_count: int = 1):
