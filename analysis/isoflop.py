@@ -17,6 +17,9 @@ Quality flags per budget (each also a warning naming the budget):
   * `too_wide`: the grid spans more than `max_span_decades` decades of N (default 1.5), or the
     parabola leaves systematic curvature that a cubic removes (cubic RSS < half the parabola's,
     with at least 6 points): the quadratic approximation of L(log N) is poor across the grid.
+    A parabola whose RMS residual is below `perfect_rtol` (default 1e-6) times the spread of
+    the budget's losses counts as a perfect fit (cubic_rss_ratio = 1): both residual sums are
+    then rounding noise (~1e-26 on exact data) and their ratio would depend on the BLAS.
 Budgets with fewer than `min_points` (default 3) runs are dropped with a warning; fewer than
 two usable budgets is an error. Flagged budgets are kept unless `drop_flagged` lists the flag.
 """
@@ -62,7 +65,7 @@ def fit_isoflop(df: pd.DataFrame, loss: str = "loss", n: str = "N", d: str | Non
                 budget: str = "C", run_id: str = "run_id", *, budget_rtol: float = 0.1,
                 k: float = 6.0, min_points: int = 3, off_centre: float = 0.2,
                 max_span_decades: float = 1.5, drop_flagged: Sequence[str] = (),
-                level: float = 0.95) -> IsoFlopFit:
+                level: float = 0.95, perfect_rtol: float = 1e-6) -> IsoFlopFit:
     """Approach-2 fit over a frame with one row per run (see the module docstring).
 
     Args:
@@ -103,9 +106,13 @@ def fit_isoflop(df: pd.DataFrame, loss: str = "loss", n: str = "N", d: str | Non
         span = hi - lo
         cubic_ratio = float("nan")
         if len(g) >= 6:
-            c3 = np.polyfit(x, y, 3)
-            rss3 = float(np.sum((np.polyval(c3, x) - y) ** 2))
-            cubic_ratio = rss3 / rss2 if rss2 > 0 else 1.0
+            spread = float(np.ptp(y))
+            if rss2 <= len(g) * (perfect_rtol * spread) ** 2:   # RMS residual <= rtol * spread
+                cubic_ratio = 1.0
+            else:
+                c3 = np.polyfit(x, y, 3)
+                rss3 = float(np.sum((np.polyval(c3, x) - y) ** 2))
+                cubic_ratio = rss3 / rss2
         if pos < 0 or pos > 1:
             flags.append("unbracketed")
             warnings.append(f"{label}: vertex N*={10 ** xv:.3g} lies outside the sampled N range "

@@ -83,6 +83,7 @@ def apply_size(cfg: mlc.ConfigDict, name: str) -> mlc.ConfigDict:
     s = size(name)
     cfg.model.update(width=s.width, depth=s.depth, num_heads=s.heads, head_dim=0,
                      parameterization="completep", base_width=BASE_WIDTH, base_depth=BASE_DEPTH,
+                     base_head_dim=head_dim_for(BASE_WIDTH),
                      remat=s.width >= REMAT_FROM_WIDTH)
     return cfg
 

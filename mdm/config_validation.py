@@ -34,6 +34,11 @@ def validate_config(c: Any) -> None:
     _check(m.parameterization in ("standard", "completep"), "model.parameterization",
            f"must be 'standard' or 'completep', got {m.parameterization!r}")
     _check(m.init_std > 0, "model.init_std", "must be positive")
+    _check(m.attn_scale in ("auto", "sqrt", "mup"), "model.attn_scale",
+           f"must be 'auto', 'sqrt' or 'mup', got {m.attn_scale!r}")
+    _check(m.base_head_dim >= 0, "model.base_head_dim",
+           f"must be >= 0 (0 = base_width // num_heads), got {m.base_head_dim}")
+    _check(m.depth_alpha > 0, "model.depth_alpha", f"must be positive, got {m.depth_alpha}")
     _check(m.base_width > 0 and m.base_depth > 0, "model.base_width",
            "base_width and base_depth must be positive")
 

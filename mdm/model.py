@@ -21,8 +21,17 @@ Parameterizations (`parameterization`):
     (base_width, base_depth). With m_w = width / base_width and m_d = depth / base_depth:
     hidden weights ~ N(0, init_std^2 / m_w) (variance ~ 1 / fan_in), embedding ~ N(0, init_std^2),
     residual multiplier r = m_d^(-depth_alpha), output multiplier m_out = 1 / m_w; the optimizer
-    side (hidden learning rate / m_w, hidden weight decay * m_w) is in `param_groups` /
-    `mdm.optim`. Hyperparameters tuned at the base shape then transfer along a model ladder.
+    side (per-group learning rate, weight decay and Adam eps, the CompleteP table) is in
+    `mdm.optim.group_multipliers`. Hyperparameters tuned at the base shape then transfer along
+    a model ladder.
+
+Attention logit scale (`attn_scale`): "sqrt" is 1 / sqrt(d_head); "mup" is the muP / CompleteP
+1 / d_head, written sqrt(d_base) / d_head with d_base = `base_head_dim` (0 -> base_width //
+num_heads) so that it equals 1 / sqrt(d_head) at the base head size and the base shape's
+tuned hyperparameters carry over unchanged; "auto" is "mup" under CompleteP, "sqrt" otherwise.
+With a fixed head size (heads grow with width, as on experiments/ladder.py below width 256)
+the two coincide; they differ where d_head grows, where 1 / d_head keeps the q.k logits O(1)
+once q and k align during training (Yang et al. 2022, muP section 4).
 
 Defaults chosen where the paper is silent: SwiGLU hidden size 8/3 * width rounded up to a
 multiple of 64, head_dim = width / num_heads, rotary theta 10000, RMSNorm eps 1e-6, untied
@@ -59,6 +68,8 @@ class ModelConfig:
     base_width: int = 128
     base_depth: int = 2
     depth_alpha: float = 1.0
+    attn_scale: str = "auto"     # auto | sqrt | mup (module docstring)
+    base_head_dim: int = 0       # head size at the base shape (0 -> base_width // num_heads)
     scan_layers: bool = True
     remat: bool = False
 
@@ -87,6 +98,20 @@ class ModelConfig:
     @property
     def output_mult(self) -> float:
         return 1.0 / self.width_mult
+
+    @property
+    def attention_scale(self) -> float:
+        """The q.k logit multiplier: 1/sqrt(d_head) ("sqrt") or sqrt(d_base)/d_head ("mup")."""
+        rule = self.attn_scale
+        if rule == "auto":
+            rule = "mup" if self.parameterization == "completep" else "sqrt"
+        dh = self.resolved_head_dim
+        if rule == "sqrt":
+            return 1.0 / math.sqrt(dh)
+        if rule == "mup":
+            d_base = self.base_head_dim or self.base_width // self.num_heads
+            return math.sqrt(d_base) / dh
+        raise ValueError(f"unknown attn_scale {self.attn_scale!r}; expected auto, sqrt or mup")
 
     def hidden_init_std(self) -> float:
         return self.init_std / math.sqrt(self.width_mult)
@@ -170,7 +195,7 @@ class Attention(nn.Module):
         act = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
         q, k, v = _constrain(q, act), _constrain(k, act), _constrain(v, act)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k,
-                            preferred_element_type=jnp.float32) / math.sqrt(Dh)
+                            preferred_element_type=jnp.float32) * c.attention_scale
         scores = jnp.where(mask, scores, -1e30)                            # [B, H, L, L]
         probs = jax.nn.softmax(scores, axis=-1).astype(dt)
         out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)                      # [B, L, H, Dh]

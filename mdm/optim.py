@@ -40,9 +40,25 @@ config.json with the resolved values):
 
 kappa = 1 leaves every value unchanged.
 
-Per-group multipliers (model.param_group): learning rate x lr_mult[g], decoupled weight decay
-x wd_mult[g]; under CompleteP the hidden group has lr_mult = 1 / m_w and wd_mult = m_w (so that
-lr * wd per step does not change with width); norms are never decayed.
+Per-group multipliers (model.param_group; `group_multipliers`): learning rate x lr_mult[g],
+decoupled weight decay x wd_mult[g], Adam eps x eps_mult[g]. Norm gains are never decayed.
+Under CompleteP (Dey et al. 2025, table 1), with m_w = width / base_width, m_d = depth /
+base_depth and alpha = depth_alpha:
+
+    group       lr_mult                   wd_mult                  eps_mult
+    embedding   1                         1                        1 / m_w
+    norm        1                         0                        1 / m_w
+    output      1                         1                        1 / m_w
+    hidden      m_w^-1 m_d^(alpha - 1)    m_w m_d^(1 - alpha)      m_w^-1 m_d^-alpha
+
+The hidden weight decay is the inverse of its learning-rate factor so that lr * wd per step, the
+shrink of a weight per step, does not change along the ladder. Adam's eps is scaled like each
+group's gradient entries (O(1/m_w) behind the 1/m_w output multiplier, and a further m_d^-alpha
+behind the residual multiplier for block matrices) so that eps keeps the same size relative to
+sqrt(v) at every shape; the output head's eps follows its gradient (the issue table names only
+embeddings, norms and hidden matrices). Under "standard" every multiplier is 1 (wd 0 on norms)
+and one Adam transformation serves all groups; under CompleteP each group has its own Adam
+(state layout differs, so a standard run's checkpoint does not resume as CompleteP).
 """
 from __future__ import annotations
 
@@ -136,32 +152,42 @@ def lr_schedule(peak_lr: float, total_tokens: float, tokens_per_step: float, war
     return schedule
 
 
-def group_multipliers(model_cfg: ModelConfig) -> tuple[dict[str, float], dict[str, float]]:
-    """(lr_mult, wd_mult) per parameter group."""
-    lr_mult = {g: 1.0 for g in GROUPS}
-    wd_mult = {"embedding": 1.0, "hidden": 1.0, "output": 1.0, "norm": 0.0}
+def group_multipliers(model_cfg: ModelConfig) -> dict[str, dict[str, float]]:
+    """{"lr": {group: mult}, "wd": {...}, "eps": {...}}: the per-group table above."""
+    lr = {g: 1.0 for g in GROUPS}
+    wd = {"embedding": 1.0, "hidden": 1.0, "output": 1.0, "norm": 0.0}
+    eps = {g: 1.0 for g in GROUPS}
     if model_cfg.parameterization == "completep":
-        m_w = model_cfg.width_mult
-        lr_mult["hidden"] = 1.0 / m_w
-        wd_mult["hidden"] = m_w
-    return lr_mult, wd_mult
+        m_w, m_d, a = model_cfg.width_mult, model_cfg.depth_mult, model_cfg.depth_alpha
+        lr["hidden"] = m_d ** (a - 1.0) / m_w
+        wd["hidden"] = 1.0 / lr["hidden"]
+        eps = {g: 1.0 / m_w for g in GROUPS}
+        eps["hidden"] = m_d ** (-a) / m_w
+    return {"lr": lr, "wd": wd, "eps": eps}
 
 
 def make_optimizer(model_cfg: ModelConfig, schedule: Callable[[Any], Any], beta1: float,
                    beta2: float, eps: float, weight_decay: float,
                    grad_clip: float) -> optax.GradientTransformation:
-    """clip -> Adam moments -> per-group (decoupled decay, lr multiplier) -> -lr(step)."""
-    lr_mult, wd_mult = group_multipliers(model_cfg)
-    per_group = {
-        g: optax.chain(optax.add_decayed_weights(weight_decay * wd_mult[g]),
-                       optax.scale(lr_mult[g]))
-        for g in GROUPS
-    }
+    """clip -> Adam moments -> per-group (decoupled decay, lr multiplier) -> -lr(step).
+
+    Adam runs once per group under CompleteP (per-group eps), once for all parameters otherwise.
+    """
+    mult = group_multipliers(model_cfg)
+    shared_adam = model_cfg.parameterization != "completep"
+    per_group = {}
+    for g in GROUPS:
+        steps = [] if shared_adam else [optax.scale_by_adam(b1=beta1, b2=beta2,
+                                                            eps=eps * mult["eps"][g])]
+        steps += [optax.add_decayed_weights(weight_decay * mult["wd"][g]),
+                  optax.scale(mult["lr"][g])]
+        per_group[g] = optax.chain(*steps)
     parts = []
     if grad_clip and grad_clip > 0:
         parts.append(optax.clip_by_global_norm(grad_clip))
+    if shared_adam:
+        parts.append(optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps * mult["eps"]["hidden"]))
     parts += [
-        optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps),
         optax.multi_transform(per_group, param_groups),
         optax.scale_by_learning_rate(schedule),
     ]

@@ -78,10 +78,83 @@ def test_completep_multipliers():
     assert wide.width_mult == 4 and wide.residual_scale == pytest.approx(1 / 4)
     assert wide.output_mult == pytest.approx(0.25)
     assert wide.hidden_init_std() == pytest.approx(0.02 / 2)
+
+
+# CompleteP's per-group table (Dey et al. 2025), written out here independently of mdm.optim:
+# (lr, wd, eps) multipliers for m_w = width / base_width, m_d = depth / base_depth, alpha.
+def _completep_table(m_w: float, m_d: float, alpha: float) -> dict[str, tuple[float, float, float]]:
+    return {"embedding": (1.0, 1.0, 1 / m_w),
+            "norm": (1.0, 0.0, 1 / m_w),
+            "output": (1.0, 1.0, 1 / m_w),
+            "hidden": (m_d ** (alpha - 1) / m_w, m_w / m_d ** (alpha - 1), 1 / m_w / m_d ** alpha)}
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_completep_first_adam_step_follows_the_per_group_table(alpha):
+    """One optimizer step from fresh state on gradients comparable to eps: Adam's first
+    bias-corrected step is g / (|g| + eps), so each group's update reads back its own lr, wd and
+    eps multiplier:  u = -lr lr_mult (g / (|g| + eps eps_mult) + wd wd_mult p)."""
+    from mdm.model import param_group
     from mdm.optim import group_multipliers
-    lr, wd = group_multipliers(wide)
-    assert lr["hidden"] == pytest.approx(0.25) and wd["hidden"] == pytest.approx(4)
-    assert lr["embedding"] == 1 and wd["norm"] == 0
+    cfg = ModelConfig(vocab_size=64, width=128, depth=8, num_heads=4, parameterization="completep",
+                      base_width=32, base_depth=2, depth_alpha=alpha)
+    table = _completep_table(4.0, 4.0, alpha)
+    got = group_multipliers(cfg)
+    for g, (lr_m, wd_m, eps_m) in table.items():
+        assert (got["lr"][g], got["wd"][g], got["eps"][g]) == pytest.approx((lr_m, wd_m, eps_m)), g
+
+    params = jax.tree_util.tree_map(
+        lambda x: jnp.full(x.shape, 0.5, jnp.float32),
+        nn.unbox(abstract_params(Transformer(cfg), 8)))
+    grads = jax.tree_util.tree_map(lambda p: jnp.full(p.shape, 1e-3, jnp.float32), params)
+    lr, wd, eps = 1e-2, 0.1, 1e-3
+    tx = make_optimizer(cfg, lambda step: lr, 0.9, 0.95, eps, wd, 0.0)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    seen = set()
+    for path, u in jax.tree_util.tree_flatten_with_path(updates)[0]:
+        g = param_group(tuple(getattr(k, "key", str(k)) for k in path))
+        lr_m, wd_m, eps_m = table[g]
+        want = -lr * lr_m * (1e-3 / (1e-3 + eps * eps_m) + wd * wd_m * 0.5)
+        np.testing.assert_allclose(np.asarray(u), want, rtol=1e-4, err_msg=str(path))
+        seen.add(g)
+    assert seen == set(table)
+
+
+def test_standard_parameterization_has_unit_multipliers():
+    from mdm.optim import group_multipliers
+    m = group_multipliers(_tiny())
+    assert all(v == 1.0 for v in m["lr"].values()) and all(v == 1.0 for v in m["eps"].values())
+    assert m["wd"] == {"embedding": 1.0, "hidden": 1.0, "output": 1.0, "norm": 0.0}
+
+
+def test_attention_scale_rules():
+    """sqrt: 1/sqrt(d_head); mup: sqrt(d_base)/d_head (1/d_head up to the base's constant);
+    auto = mup under CompleteP, sqrt under standard."""
+    wide = ModelConfig(vocab_size=64, width=256, depth=2, num_heads=4,
+                       parameterization="completep", base_width=64, base_depth=2)
+    assert wide.attention_scale == pytest.approx(math.sqrt(16) / 64)     # d_head 64, d_base 16
+    assert ModelConfig(vocab_size=64, width=64, depth=2, num_heads=4, parameterization="completep",
+                       base_width=64).attention_scale == pytest.approx(1 / 4)
+    assert ModelConfig(vocab_size=64, width=256, num_heads=4).attention_scale == pytest.approx(1 / 8)
+    assert ModelConfig(vocab_size=64, width=256, num_heads=4, attn_scale="mup",
+                       base_head_dim=32).attention_scale == pytest.approx(math.sqrt(32) / 64)
+
+
+def test_attention_uses_the_configured_scale():
+    """mup with d_base = 4 d_head doubles the logits, which is the same as doubling W_q under
+    sqrt (q enters the logits linearly; rotary is linear): the model must agree to fp noise."""
+    mup = _tiny(attn_scale="mup", base_head_dim=64)      # d_head 16: scale 8/16 = 2/sqrt(16)
+    sq = _tiny(attn_scale="sqrt")
+    tok = jax.random.randint(jax.random.PRNGKey(3), (2, 8), 0, 128)
+    seg = jnp.ones((2, 8), jnp.int32)
+    params = Transformer(sq).init(jax.random.PRNGKey(0), tok, seg)
+    doubled = jax.tree_util.tree_map_with_path(
+        lambda p, x: x * 2 if any(getattr(k, "key", None) == "query" for k in p) else x, params)
+    a = Transformer(mup).apply(params, tok, seg)
+    b = Transformer(sq).apply(doubled, tok, seg)
+    c = Transformer(sq).apply(params, tok, seg)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert float(jnp.max(jnp.abs(a - c))) > 1e-3
 
 
 @pytest.mark.parametrize("width,depth,seq_len", [(128, 2, 64), (256, 2, 128)])

@@ -161,6 +161,24 @@ def test_isoflop_warnings_and_errors():
                                [np.sqrt(1e19 * 1.05e19)] * 2 + [np.sqrt(3e19 * 2.9e19)] * 2 + [1e20])
 
 
+def test_isoflop_cubic_check_ignores_rounding_noise_and_sees_real_curvature():
+    """Exact parabolas plus a 1e-12 cubic-shaped wobble (what another CPU's BLAS rounding can
+    look like): residual sums ~1e-24, whose ratio says nothing -> not too_wide. A real cubic
+    term (0.05 per decade^3) over the same 1-decade grid -> too_wide."""
+    N = np.geomspace(1e7, 1e8, 7)
+    x = np.log10(N) - 7.5
+    rows = []
+    for C, wob in ((1e19, 1e-12), (1e20, -1e-12)):
+        rows.append(pd.DataFrame({"N": N, "D": C / (6 * N), "C": C,
+                                  "loss": x ** 2 + 2.0 + wob * x ** 3}))
+    fit = fit_isoflop(pd.concat(rows))
+    assert all(b["flags"] == [] and b["cubic_rss_ratio"] == 1.0 for b in fit.budgets)
+    curved = pd.concat(r.assign(loss=r["loss"] + 0.05 * (np.log10(r["N"]) - 7.5) ** 3 * 8)
+                       for r in rows)
+    fit = fit_isoflop(curved)
+    assert all("too_wide" in b["flags"] and b["cubic_rss_ratio"] < 0.5 for b in fit.budgets)
+
+
 def test_chinchilla_input_errors():
     with pytest.raises(AnalysisError, match="empty"):
         fit_chinchilla(pd.DataFrame({"N": [], "D": [], "loss": []}))
