@@ -22,6 +22,13 @@ complete line, and every problem is an `issues` row (and one summary warning).
 
 Final eval: summary.json's final_eval when present, otherwise the last complete eval line
 (`final_eval_source` says which). D and C: the summary's totals, else the last metrics line.
+
+Token convention (the trainer's `token_convention`, recorded in config.json): D = `tokens` is the
+number of distinct data tokens seen; with complementary pairs every row goes through the model
+twice (once per mask) and counts once in D and twice in `D_processed` (= `tokens_processed`).
+C = `flops` is the compute actually spent (processed tokens x FLOPs per token), so a
+complementary run has C = 2 D x flops_per_token: scaling laws in D measure data, laws in C
+measure compute. Logs written before the convention (no tokens_processed) have D_processed = D.
 """
 from __future__ import annotations
 
@@ -212,10 +219,11 @@ def _load_one(sweep: str, run_dir: str, issues: list[dict]):
     last_e = evals[-1] if evals else {}
     row["steps"] = summary.get("steps", last_m.get("step", np.nan))
     row["D"] = summary.get("tokens", last_m.get("tokens", np.nan))
+    row["D_processed"] = summary.get("tokens_processed", last_m.get("tokens_processed", row["D"]))
     row["C"] = summary.get("flops", last_m.get("flops", np.nan))
     if not np.isfinite(float(row["C"] if row["C"] is not None else np.nan)) and np.isfinite(
-            float(row["flops_per_token"])) and np.isfinite(float(row["D"])):
-        row["C"] = float(row["flops_per_token"]) * float(row["D"])
+            float(row["flops_per_token"])) and np.isfinite(float(row["D_processed"])):
+        row["C"] = float(row["flops_per_token"]) * float(row["D_processed"])
     row["wall_s"] = summary.get("wall_s", last_m.get("wall_s", np.nan))
     for m in MODALITIES:
         if f"tokens_{m}" in last_m:
@@ -283,7 +291,8 @@ def load_runs(root: str, sweeps: str | Iterable[str] | None = None, warn: bool =
                                "problem": "run id appears in more than one directory"})
         front = [c for c in RUN_COLUMNS if c in runs.columns]
         runs = runs[front + [c for c in runs.columns if c not in front]]
-        for c in ("N", "params_total", "params_non_embedding", "flops_per_token", "D", "C", "steps",
+        for c in ("N", "params_total", "params_non_embedding", "flops_per_token", "D",
+                  "D_processed", "C", "steps",
                   "wall_s", "physical_batch_seqs", "logical_batch_seqs", "kappa", "lr"):
             runs[c] = pd.to_numeric(runs[c], errors="coerce")
     evals = pd.DataFrame(evs)
@@ -291,7 +300,10 @@ def load_runs(root: str, sweeps: str | Iterable[str] | None = None, warn: bool =
     if not evals.empty and not runs.empty:
         evals = evals.merge(runs[["run_id", "N", "flops_per_token", "physical_batch_seqs"]],
                             on="run_id", how="left")
-        evals["C"] = evals["flops"] if "flops" in evals.columns else evals["tokens"] * evals["flops_per_token"]
+        if "flops" in evals.columns:
+            evals["C"] = evals["flops"]
+        else:   # pre-convention logs: tokens counted every processed copy
+            evals["C"] = evals["tokens"] * evals["flops_per_token"]
     issues_df = pd.DataFrame(issues, columns=["run_id", "sweep", "file", "problem"])
     if warn and len(issues_df):
         n_unf = int((~runs["done"].astype(bool)).sum()) if len(runs) else 0
