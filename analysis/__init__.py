@@ -15,8 +15,8 @@ to import).
 from __future__ import annotations
 
 from .audit import audit_batch_size, audit_chinchilla, audit_isoflop, audit_mixing
-from .batch_size import (collapse_score, critical_batch, fit_batch_size, fit_steps_curve, sde_collapse,
-                         steps_to_target)
+from .batch_size import (collapse_score, critical_batch, fit_batch_size, fit_steps_curve,
+                         gradient_noise_scale, sde_collapse, steps_to_target)
 from .chinchilla import (chinchilla_starts, fit_chinchilla, fit_chinchilla_arrays, fit_chinchilla_lsq,
                          fit_chinchilla_lsq_arrays)
 from .frontier import allocation_terms, compute_optimal, frontier_from_isoflop
@@ -50,7 +50,7 @@ __all__ = [
     "fit_isoflop", "assign_budgets", "compute_optimal", "allocation_terms", "frontier_from_isoflop",
     "fit_modality_laws", "fit_mixing_law", "fit_linear_mixing", "fit_mixing_laws", "optimal_mixture",
     "fit_batch_size", "fit_steps_curve", "critical_batch", "steps_to_target", "collapse_score",
-    "sde_collapse", "batch_size_from_runs",
+    "sde_collapse", "batch_size_from_runs", "gradient_noise_scale",
     "comparison_table", "schedule_table", "sampling_table", "format_table",
     "audit_chinchilla", "audit_isoflop", "audit_batch_size", "audit_mixing", "audit_runs",
     "analyse", "make_all_figures", "write_synthetic_runs", "load_result", "power_law_fit",

@@ -16,6 +16,20 @@ Critical batch: two definitions, always labelled.
   * "B_noise" (McCandlish et al.): B_noise = b / S_min, the batch at which S = 2 S_min.
 The power law B_crit = k X^e (X = N, or D, rescaled by `scale_unit`) is fitted in log space.
 
+Gradient noise scale from the training logs (`gradient_noise_scale`): the trainer writes, per
+metrics record i, the window means trS_i ("gns_trace") and G2_i ("gns_grad_sq") of the unbiased
+per-step estimates of tr(Sigma) and |G|^2 (mdm.train_step) and the steps behind them w_i
+("gns_steps"). Over a step window,
+
+    B_noise = sum_i w_i trS_i / sum_i w_i G2_i      (tokens)
+
+i.e. the ratio of the mean components (McCandlish et al. 2018 average numerator and
+denominator separately): consistent as the window grows, whereas the mean of per-step ratios
+E[trS / G2] != E[trS] / E[G2] is biased and heavy tailed (G2 is a noisy difference, often near
+0 or negative). Interval: circular moving-block bootstrap over records (blocks of `block`
+consecutive records, default ceil(n^(1/3)), to keep short-range correlation between
+neighbouring steps), percentile interval of the replicate ratios.
+
 SDE collapse: loss-vs-tokens curves of runs at different physical batches are interpolated
 (linearly in log tokens) on a common log-spaced grid over the overlap of their token ranges;
 the collapse score of a group of curves is the mean over the grid of std_across_curves / mean
@@ -30,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from .results import BatchSizeFit, CollapseResult
+from .results import BatchSizeFit, CollapseResult, NoiseScaleEstimate
 from .stats import AnalysisError, clean_rows, power_law_fit, require_columns
 
 
@@ -220,5 +234,84 @@ def sde_collapse(curves: pd.DataFrame, runs: pd.DataFrame, loss: str = "bits_tex
                           run_ids=sorted(used), excluded=excluded, warnings=warnings)
 
 
-__all__ = ["fit_batch_size", "fit_steps_curve", "critical_batch", "steps_to_target",
+def gradient_noise_scale(metrics: pd.DataFrame, start: float | None = None,
+                         stop: float | None = None, *, step: str = "step",
+                         trace: str = "gns_trace", grad_sq: str = "gns_grad_sq",
+                         weight: str = "gns_steps", block: int | None = None,
+                         n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+                         run_id: str = "run_id") -> NoiseScaleEstimate:
+    """B_noise = sum_i w_i trS_i / sum_i w_i G2_i over records with start <= step <= stop.
+
+    Args:
+      metrics: one run's metrics records (e.g. RunSet.metrics filtered to one run_id); rows
+        without the components are ignored.
+      start, stop: the step window (inclusive; None = open). A record stands for the
+        `weight` steps up to its own step.
+      weight: steps behind each record (the trainer's window length); when the column is
+        missing (older logs: single-step values at logging steps) every record weighs 1.
+      block: bootstrap block length in records (default ceil(n^(1/3))); n_boot replicates;
+        `level` of the percentile interval; `seed` of the bootstrap.
+    """
+    require_columns(metrics, [step, trace, grad_sq], "gradient_noise_scale")
+    df = metrics
+    warnings: list[str] = []
+    rids = sorted(map(str, df[run_id].dropna().unique())) if run_id in df.columns else []
+    if len(rids) > 1:
+        raise AnalysisError(f"gradient_noise_scale: the frame holds {len(rids)} runs "
+                            f"({rids[:4]}...); pass one run's metrics")
+    cols = [step, trace, grad_sq] + ([weight] if weight in df.columns else [])
+    d = df[cols].apply(pd.to_numeric, errors="coerce")
+    d = d[np.isfinite(d[trace]) & np.isfinite(d[grad_sq]) & np.isfinite(d[step])]
+    if start is not None:
+        d = d[d[step] >= start]
+    if stop is not None:
+        d = d[d[step] <= stop]
+    d = d.sort_values(step)
+    if len(d) < 2:
+        raise AnalysisError(f"gradient_noise_scale: {len(d)} record(s) with {trace} and "
+                            f"{grad_sq} in steps [{start}, {stop}]; need at least 2")
+    if weight in d.columns:
+        w = d[weight].fillna(1.0).to_numpy(float)
+    else:
+        w = np.ones(len(d))
+        warnings.append(f"no {weight!r} column: each record weighs one step (older logs hold "
+                        "single-step values at the logging steps only)")
+    T, G = d[trace].to_numpy(float), d[grad_sq].to_numpy(float)
+    n = len(d)
+    block = int(block) if block else int(np.ceil(n ** (1 / 3)))
+    if not 1 <= block <= n:
+        raise AnalysisError(f"gradient_noise_scale: block must be in [1, {n}], got {block}")
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.inf)
+
+    wT, wG = w * T, w * G
+    est = float(ratio(wT.sum(), wG.sum()))
+    if not np.isfinite(est):
+        warnings.append("mean |G|^2 <= 0 over the window: the gradient signal is not resolved; "
+                        "B_noise reported as inf (widen the window)")
+    rng = np.random.default_rng(seed)
+    n_blocks = -(-n // block)
+    starts = rng.integers(0, n, size=(n_boot, n_blocks))
+    idx = ((starts[:, :, None] + np.arange(block)) % n).reshape(n_boot, -1)[:, :n]
+    reps = ratio(wT[idx].sum(1), wG[idx].sum(1))
+    lo, hi = np.percentile(reps, [(1 - level) / 2 * 100, (1 + level) / 2 * 100],
+                           method="inverted_cdf")     # no interpolation: inf replicates stay inf
+    finite = np.isfinite(reps)
+    if not finite.all():
+        warnings.append(f"{np.mean(~finite):.1%} of the bootstrap replicates have mean |G|^2 <= 0 "
+                        "(counted as B_noise = inf)")
+    ok = G != 0                                # the naive per-record ratios, for comparison
+    mor = float(np.sum(w[ok] * T[ok] / G[ok]) / w[ok].sum()) if ok.any() else float("nan")
+    return NoiseScaleEstimate(
+        B_noise=est, ci=[float(lo), float(hi)], level=float(level),
+        se=float(reps[finite].std(ddof=1)) if finite.sum() > 1 else float("nan"),
+        mean_trace=float(wT.sum() / w.sum()), mean_grad_sq=float(wG.sum() / w.sum()),
+        mean_of_ratios=mor, n_records=int(n), n_steps=int(round(w.sum())),
+        steps=[float(d[step].iloc[0]), float(d[step].iloc[-1])], block=block, n_boot=int(n_boot),
+        columns={"step": step, "trace": trace, "grad_sq": grad_sq, "weight": weight},
+        run_ids=rids, warnings=warnings)
+
+
+__all__ = ["gradient_noise_scale", "fit_batch_size", "fit_steps_curve", "critical_batch", "steps_to_target",
            "collapse_score", "sde_collapse"]

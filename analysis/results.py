@@ -382,6 +382,37 @@ class BatchSizeFit(Result):
 
 
 @dataclasses.dataclass
+class NoiseScaleEstimate(Result):
+    """Gradient noise scale of one run over a step window, from the logged components:
+
+        B_noise = sum_i w_i trS_i / sum_i w_i G2_i      (a ratio of means, not a mean of ratios)
+
+    with w_i the steps behind record i (gns_steps); `ci` is a circular block-bootstrap
+    percentile interval over records (blocks of `block` consecutive records). Replicates whose
+    mean |G|^2 is <= 0 count as B_noise = +inf (the signal is not resolved there).
+    `mean_of_ratios` (the w-weighted mean of the per-record ratios trS_i / G2_i, G2_i != 0)
+    is reported as a diagnostic only: it is biased, and unstable when G2_i approaches 0.
+    """
+
+    kind: ClassVar[str] = "gradient_noise_scale"
+    B_noise: float
+    ci: list
+    level: float
+    se: float            # bootstrap standard deviation of B_noise (finite replicates)
+    mean_trace: float
+    mean_grad_sq: float
+    mean_of_ratios: float
+    n_records: int
+    n_steps: int
+    steps: list          # [first, last] logged step in the window
+    block: int
+    n_boot: int
+    columns: dict
+    run_ids: list
+    warnings: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class CollapseResult(Result):
     """How well loss-vs-tokens curves at different physical batches collapse onto one curve.
 

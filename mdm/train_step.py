@@ -6,12 +6,21 @@ gradients of the *sum* S are accumulated in float32 and divided once by the batc
 token count C (known before the forward pass). Micro-batch j holds rows j, j + k, j + 2k, ...
 so that every device keeps its own rows (no resharding of the batch).
 
-Gradient noise scale (McCandlish et al. 2018), when k > 1, from the micro-batch (b = B / k rows)
-and full-batch (B rows) gradient squared norms, with token counts as batch sizes:
+Gradient noise scale (McCandlish et al. 2018, App. A), when k > 1, from the squared norms of
+the k micro-batch mean gradients g_j (c_j counted tokens each) and of the full-batch mean
+gradient g_big (C = sum_j c_j tokens), with tokens as the batch unit (`noise_scale_components`):
 
-    |G|^2   ~ (B_big |g_big|^2 - B_small E|g_small|^2) / (B_big - B_small)
-    tr(S)   ~ (E|g_small|^2 - |g_big|^2) / (1 / B_small - 1 / B_big)
-    B_noise = tr(S) / |G|^2     (in tokens)
+    if per-token gradients are iid with mean G and covariance S,
+        E|g_j|^2 = |G|^2 + tr(S) / c_j,        E|g_big|^2 = |G|^2 + tr(S) / C,
+    so with mean_j |g_j|^2 for |g_small|^2 and 1 / B_small = mean_j (1 / c_j) (the harmonic
+    mean count: the micro-batches' token counts differ, since the masked fraction is random),
+    B_big = C, both of these are unbiased:
+        |G|^2  ~ (B_big |g_big|^2 - B_small |g_small|^2) / (B_big - B_small)     "gns_grad_sq"
+        tr(S)  ~ (|g_small|^2 - |g_big|^2) / (1 / B_small - 1 / B_big)          "gns_trace"
+    B_noise = tr(S) / |G|^2 (tokens). The per-step ratio "gns_b_noise_tokens" is a ratio of two
+    noisy estimates (the denominator is often near 0 or negative): it is biased and heavy
+    tailed. Average the two components over steps first, then divide (the trainer logs their
+    means over each logging window, analysis.batch_size.gradient_noise_scale does the rest).
 """
 from __future__ import annotations
 
@@ -37,6 +46,29 @@ def _micro(x: jax.Array, k: int) -> jax.Array:
 
 def _sqnorm(tree: Any) -> jax.Array:
     return sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree_util.tree_leaves(tree))
+
+
+def noise_scale_components(small_sq: jax.Array, small_counts: jax.Array,
+                           big_sq: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Unbiased (|G|^2, tr S) from k micro-batch mean gradients and their pooled mean.
+
+    small_sq: [k] squared norms |g_j|^2 of the micro-batch mean gradients; small_counts: [k]
+    units (tokens) behind each, c_j > 0; big_sq: |g_big|^2 of the pooled mean
+    g_big = sum_j c_j g_j / C, C = sum_j c_j. With B_small = 1 / mean_j (1 / c_j), B_big = C:
+
+        |G|^2 = (B_big |g_big|^2 - B_small mean_j |g_j|^2) / (B_big - B_small)
+        tr S  = (mean_j |g_j|^2 - |g_big|^2) / (1 / B_small - 1 / B_big)
+
+    (unbiased when the units' gradients are iid; needs k >= 2 and not all of C in one c_j).
+    """
+    small_sq = jnp.asarray(small_sq)
+    counts = jnp.asarray(small_counts, small_sq.dtype)
+    inv_small = jnp.mean(1.0 / counts)
+    b_big = jnp.sum(counts)
+    g_small_sq = jnp.mean(small_sq)
+    g2 = (b_big * big_sq - g_small_sq / inv_small) / (b_big - 1.0 / inv_small)
+    tr_s = (g_small_sq - big_sq) / (inv_small - 1.0 / b_big)
+    return g2, tr_s
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, space: TokenSpace,
@@ -71,22 +103,22 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, space: T
         if num_micro == 1:
             g_sum, s = micro_grad(state.params, batch, corr)
             sums, counts = s.sums.sum(0), s.counts.sum(0)
-            micro_sq = jnp.zeros(())
         else:
             mb = jax.tree_util.tree_map(lambda x: _micro(x, num_micro), (batch, corr))
             zeros = g_like(state.params)
 
             def body(carry, xs):
-                g_acc, s_acc, c_acc, sq = carry
+                g_acc, s_acc, c_acc = carry
                 b, c = xs
                 g, s = micro_grad(state.params, b, c)
                 cnt = jnp.maximum(s.counts.sum(), 1.0)
-                sq = sq + _sqnorm(g) / cnt ** 2
                 g_acc = jax.tree_util.tree_map(jnp.add, g_acc, g)
-                return (g_acc, s_acc + s.sums.sum(0), c_acc + s.counts.sum(0), sq), None
+                # |g_j|^2 of micro-batch j's mean gradient, and its token count c_j
+                return (g_acc, s_acc + s.sums.sum(0), c_acc + s.counts.sum(0)), (
+                    _sqnorm(g) / cnt ** 2, cnt)
 
-            init = (zeros, jnp.zeros(3), jnp.zeros(3), jnp.zeros(()))
-            (g_sum, sums, counts, micro_sq), _ = jax.lax.scan(body, init, mb)
+            init = (zeros, jnp.zeros(3), jnp.zeros(3))
+            (g_sum, sums, counts), (micro_sq, micro_cnt) = jax.lax.scan(body, init, mb)
         grads = jax.tree_util.tree_map(lambda g: g / total, g_sum)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -103,11 +135,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, space: T
             metrics[f"loss_{m}"] = sums[i] / jnp.maximum(counts[i], 1.0)
             metrics[f"count_{m}"] = counts[i]
         if grad_noise and num_micro > 1:
-            b_small, b_big = total / num_micro, total
-            g_small_sq = micro_sq / num_micro
-            g_big_sq = grad_norm ** 2
-            g2 = (b_big * g_big_sq - b_small * g_small_sq) / (b_big - b_small)
-            tr_s = (g_small_sq - g_big_sq) / (1.0 / b_small - 1.0 / b_big)
+            # g_big = sum_j c_j g_j / C is the applied gradient (C = total = sum_j c_j)
+            g2, tr_s = noise_scale_components(micro_sq, micro_cnt, jnp.square(grad_norm))
             metrics["gns_trace"] = tr_s
             metrics["gns_grad_sq"] = g2
             metrics["gns_b_noise_tokens"] = tr_s / g2

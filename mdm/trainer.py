@@ -7,6 +7,16 @@ Cadences are in tokens (or fractions of the run) and turned into step sets once.
 one step in flight: the metrics of step s are read after step s + 1 is dispatched, so metric
 reads never stall the device; at eval / checkpoint / final steps it drains first.
 
+Gradient noise scale (logging.grad_noise_scale, needs >= 2 micro-batches): the train step
+returns the unbiased components tr(S) and |G|^2 of every step (mdm.train_step). The trainer
+sums them over every step it handles and each metrics record holds their means over the steps
+since the previous record: "gns_trace" and "gns_grad_sq" (window means), "gns_steps" (how many
+steps: the weight of the record) and "gns_b_noise_tokens" = gns_trace / gns_grad_sq of those
+means (only when the mean |G|^2 > 0). So no step is lost between logging steps, and
+sum(gns_steps * gns_trace) / sum(gns_steps * gns_grad_sq) over records is the ratio of the
+means over those steps (analysis.batch_size.gradient_noise_scale). A resumed run starts a new
+window at the restored step.
+
 Exit statuses (summary.json "status", and the CLI's exit code): done (0), nan (3: a non-finite
 loss or gradient; nothing is saved after it, the previous checkpoint stays valid), preempted
 (75: SIGTERM; a checkpoint is saved at the next step boundary and logs are flushed; rerunning
@@ -311,6 +321,7 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
                    disable=jax.process_index() != 0)
 
     window = {"t": time.perf_counter(), "steps": 0}
+    gns = {"gns_trace": 0.0, "gns_grad_sq": 0.0, "steps": 0}   # sums since the last record
     pending: tuple[int, Any] | None = None
 
     def handle(item: tuple[int, Any], force_log: bool) -> bool:
@@ -323,6 +334,10 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
         if bool(m["nonfinite"]):
             log.error("non-finite loss or gradient at step %d: stopping (status 'nan')", s)
             return False
+        if "gns_trace" in m:
+            for key in ("gns_trace", "gns_grad_sq"):
+                gns[key] += float(m[key])
+            gns["steps"] += 1
         if force_log or s % cfg.logging.every_steps == 0:
             now = time.perf_counter()
             dt = (now - window["t"]) / max(window["steps"], 1)
@@ -336,9 +351,13 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
             for mod in MODS:
                 rec[f"loss_{mod}"] = float(m[f"loss_{mod}"])
                 rec[f"tokens_{mod}"] = mod_tokens[mod]
-            for key in ("gns_trace", "gns_grad_sq", "gns_b_noise_tokens"):
-                if key in m:
-                    rec[key] = float(m[key])
+            if gns["steps"]:                   # window means (module docstring)
+                n = gns["steps"]
+                tr, g2 = gns["gns_trace"] / n, gns["gns_grad_sq"] / n
+                rec.update(gns_trace=tr, gns_grad_sq=g2, gns_steps=n)
+                if g2 > 0:
+                    rec["gns_b_noise_tokens"] = tr / g2
+                gns.update(gns_trace=0.0, gns_grad_sq=0.0, steps=0)
             writer.metrics(rec)
             window.update(t=now, steps=0)
             if bar is not None:

@@ -3,6 +3,7 @@ clear margin toward the known entropy, and the run directory follows the contrac
 import json
 import os
 
+import numpy as np
 import pytest
 
 from mdm import run_contract as rc
@@ -36,3 +37,32 @@ def test_tiny_run_learns_and_writes_the_contract(tiny_config, tmp_path):
     assert cfg["resolved"]["params_total"] == summary["params_total"]
     assert cfg["run_id"] == "tiny-run" and cfg["sweep"] == "sweep"
     assert os.path.exists(run_dir / rc.DONE_FILE)
+
+
+@pytest.mark.slow
+def test_gradient_noise_components_of_every_step_reach_the_metrics(tiny_config, tmp_path):
+    """With logging every 4 steps, each record's gns_trace / gns_grad_sq are the means of the
+    per-step components over the steps since the previous record (gns_steps of them; the
+    run logged every step gives those per-step values), so no step is dropped, and
+    gns_b_noise_tokens is the ratio of the window means."""
+    import copy
+
+    def run(every: int) -> list[dict]:
+        c = copy.deepcopy(tiny_config)
+        c.train.update(micro_batch=4, max_steps=9)                  # 4 micro-batches of 4 rows
+        c.logging.update(grad_noise_scale=True, every_steps=every)
+        c.eval.at_start = False
+        c.checkpoint.enabled = False
+        run_dir = tmp_path / f"every{every}"
+        train(c, str(run_dir))
+        return rc.read_jsonl(str(run_dir / rc.METRICS_FILE))[0]
+
+    per_step, windows = run(1), run(4)
+    assert [r["step"] for r in per_step] == list(range(1, 10))
+    assert all(r["gns_steps"] == 1 for r in per_step)
+    assert [(r["step"], r["gns_steps"]) for r in windows] == [(4, 4), (8, 4), (9, 1)]
+    for r in windows:
+        steps = per_step[r["step"] - r["gns_steps"]:r["step"]]
+        for key in ("gns_trace", "gns_grad_sq"):   # the same program twice: same values
+            assert r[key] == pytest.approx(np.mean([x[key] for x in steps]), rel=1e-6)
+        assert r["gns_b_noise_tokens"] == pytest.approx(r["gns_trace"] / r["gns_grad_sq"])
