@@ -93,6 +93,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, space: T
         if obj.complementary:
             t = sample_times(k_t, n, obj.antithetic, obj.t_min)
             c1, c2 = corrupt_pair(k_c, batch, t, space, obj)
+            # rows i and n + i are a pair; micro-batch j takes rows = j mod k, and n / k =
+            # micro_batch / 2 is an integer (config_validation), so a pair never straddles two
+            # micro-batches (which would correlate them and bias the noise-scale components)
             batch = Batch(*(jnp.concatenate([a, a]) for a in batch))
             corr = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), c1, c2)
         else:
