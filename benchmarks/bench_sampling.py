@@ -25,7 +25,7 @@ def main() -> None:
     from absl import flags
     flags.FLAGS.mark_as_parsed()
     from experiments.base import get_config
-    from mdm.sampling import Prompt, SamplerConfig, sample
+    from mdm.samplers import Prompt, SamplerConfig, sample
     from mdm.token_space import IMAGE, TokenSpace
     from mdm.trainer import model_config
     from mdm.model import Transformer

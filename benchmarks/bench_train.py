@@ -39,14 +39,11 @@ def main() -> None:
     from absl import flags
     flags.FLAGS.mark_as_parsed()
     from experiments.base import get_config
-    from mdm.flops import flops_per_token
-    from mdm.model import count_params
+    from mdm.assemble import build, setup_train_step
+    from mdm.flops import model_measures
     from mdm.objective import Batch
-    from mdm.optim import lr_schedule, make_optimizer
-    from mdm.sharding import mesh_context, mesh_from_config, rules_from_config
-    from mdm.train_state import abstract_params, create_state
-    from mdm.train_step import make_train_step
-    from mdm.trainer import build
+    from mdm.sharding import mesh_from_config, rules_from_config
+    from mdm.train_state import create_state
 
     peak32 = matmul_flops(jnp.float32)
     peak16 = matmul_flops(jnp.bfloat16)
@@ -59,17 +56,15 @@ def main() -> None:
     devs = jax.devices()[:1]
     mesh = mesh_from_config(c, devs)
     rules = rules_from_config(c)
-    lr = lr_schedule(1e-3, c.train.total_tokens, b.tokens_per_step, 0.05)
-    tx = make_optimizer(b.model_cfg, lr, 0.9, 0.95, 1e-8, 0.1, 1.0)
-    counts = count_params(abstract_params(b.model, c.data.seq_len))
+    st = setup_train_step(c, b, mesh, rules)          # the trainer's own step
+    counts = model_measures(b.model_cfg, c.data.seq_len)
     mc = b.model_cfg
-    fpt = flops_per_token(counts["params_non_embedding"], mc.depth, c.data.seq_len,
-                          mc.num_heads * mc.resolved_head_dim)
-    state, sh = create_state(b.model, tx, mesh, rules, c.data.seq_len, jax.random.PRNGKey(0))
-    step = make_train_step(b.model, tx, b.space, b.objective, b.num_micro, lr, jax.random.PRNGKey(1))
-    with mesh_context(mesh, rules):
-        jstep = jax.jit(step, donate_argnums=(0,))
-    batches = [Batch(*(jnp.asarray(v) for v in (d["tokens"], d["segment_ids"], d["cond"])))
+    fpt = counts["flops_per_token"]
+    state, _ = create_state(b.model, st.tx, mesh, rules, c.data.seq_len, jax.random.PRNGKey(0),
+                            st.ema)
+    jstep = st.step
+    batches = [Batch(*(jax.device_put(np.asarray(v), st.batch_sharding)
+                       for v in (d["tokens"], d["segment_ids"], d["cond"])))
                for d in (b.source.batch(s, b.rows_per_step) for s in range(4))]
     state, m = jstep(state, batches[0])
     m["loss"].block_until_ready()

@@ -1,11 +1,11 @@
 """The sampling-defaults study: denoising steps, temperature, classifier-free guidance weight
-and sampler, per modality, applied to one trained checkpoint. Each point runs `mdm.sample` (same
-command-line shape as mdm.train: `python -m mdm.sample --config FILE:ARG --workdir OUT
-[--config.a.b=v]`), which samples the checkpoint, scores the outputs on the demo held-out split
-and writes a run directory with the metrics under summary.json's "sampling";
-`python -m mdm.sampling_study RUNS_ROOT` then picks the best setting per task.
+and sampler, per modality, applied to one trained checkpoint. Each point runs `mdm.eval_samples`
+(same command-line shape as mdm.train: `python -m mdm.eval_samples --config FILE:ARG --workdir
+OUT [--config.a.b=v]`), which samples the checkpoint, scores the outputs on the demo held-out
+split and writes a run directory with the metrics under summary.json's "sampling";
+`python -m analysis.sampling_defaults RUNS_ROOT` then picks the best setting per task.
 
-The config is the `paper` study base at a ladder size plus a `sampling` section; mdm.sample
+The config is the `paper` study base at a ladder size plus a `sampling` section; mdm.eval_samples
 takes the model itself from the checkpoint's config.json (the model fields here are unused):
 
     sampling.checkpoint     run directory whose newest checkpoint is sampled
@@ -22,7 +22,7 @@ takes the model itself from the checkpoint's config.json (the model fields here 
         top_p               nucleus mass (1 = off)
         unmask_schedule     linear | cosine  (how many positions are revealed per round)
 
-Each section becomes an mdm.sampling.SamplerConfig: sampler -> method, unmask_schedule ->
+Each section becomes an mdm.samplers.SamplerConfig: sampler -> method, unmask_schedule ->
 schedule, steps, temperature, guidance, top_p (the rest at SamplerConfig's defaults). Tasks use
 sections: text -> text; t2i and i2t (captioning) -> image; t2s and s2t (ASR) -> audio.
 
@@ -42,12 +42,10 @@ import ml_collections as mlc
 
 from experiments import common, ladder
 from experiments.sweep import Point, Sweep, SweepError, fmt, format_arg, parse_arg, product
+from mdm.generation_tasks import validate_sampling
+from mdm.run_contract import MODALITIES
 
-ENTRYPOINT = "mdm.sample"
-MODALITIES = ("text", "image", "audio")
-SAMPLERS = ("ancestral", "confidence", "margin")
-UNMASK = ("linear", "cosine")
-TASKS = ("text", "t2i", "t2s", "i2t", "s2t")
+ENTRYPOINT = "mdm.eval_samples"
 
 
 def sampling_section() -> mlc.ConfigDict:
@@ -57,30 +55,6 @@ def sampling_section() -> mlc.ConfigDict:
     return mlc.ConfigDict(dict(checkpoint="", step=-1, num_samples=64, batch_size=16, seed=0,
                                tasks="text+t2i+t2s", text=mod(0.0), image=mod(3.0),
                                audio=mod(3.0)))
-
-
-def validate_sampling(c: mlc.ConfigDict) -> None:
-    """Reject impossible sampling settings, naming the field (like mdm.config_validation)."""
-    from mdm.config_validation import ConfigError
-    s = c.sampling
-
-    def check(ok: bool, field: str, msg: str) -> None:
-        if not ok:
-            raise ConfigError(f"config.sampling.{field}: {msg}")
-
-    check(s.num_samples >= 1, "num_samples", "must be >= 1")
-    check(s.batch_size >= 1, "batch_size", "must be >= 1")
-    tasks = [t for t in s.tasks.split("+") if t]
-    check(bool(tasks) and all(t in TASKS for t in tasks), "tasks",
-          f"must be a '+'-joined subset of {TASKS}, got {s.tasks!r}")
-    for m in MODALITIES:
-        g = s[m]
-        check(g.steps >= 1, f"{m}.steps", f"must be >= 1, got {g.steps}")
-        check(g.temperature > 0, f"{m}.temperature", f"must be > 0, got {g.temperature}")
-        check(g.guidance >= 0, f"{m}.guidance", f"must be >= 0, got {g.guidance}")
-        check(g.sampler in SAMPLERS, f"{m}.sampler", f"must be one of {SAMPLERS}")
-        check(0 < g.top_p <= 1, f"{m}.top_p", "must be in (0, 1]")
-        check(g.unmask_schedule in UNMASK, f"{m}.unmask_schedule", f"must be one of {UNMASK}")
 
 
 ARGS = dict(size="s6", checkpoint="", modality="image", steps=0, temperature=0.0,

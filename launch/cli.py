@@ -34,11 +34,11 @@ launched finished (local) or was submitted, 1 when a local run failed or stopped
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
 import sys
 
+from launch.expand import parse_sets
 from launch.spec import LaunchError
 
 DEFAULT_ROOT = os.environ.get("MDM_RUNS_ROOT", "runs")
@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _plan(a, require_entrypoint: bool):
-    from launch.expand import parse_sets, plan
+    from launch.expand import plan
     return plan(a.sweep, a.runs_root, parse_sets(a.set), a.hosts, a.sweep_name,
                 require_entrypoint=require_entrypoint)
 
@@ -94,41 +94,14 @@ def cmd_expand(a) -> int:
 
 
 def cmd_run(a) -> int:
-    from launch.executor import executor_class, parse_kv
-    from launch.status import run_status
-    cls = executor_class(a.executor)
-    opts = parse_kv(a.opt, "--opt")
-    if a.parallel is not None:
-        key = {"local": "parallel", "slurm": "max_parallel"}.get(a.executor)
-        if key is None:
-            raise LaunchError(f"--parallel does not apply to the {a.executor} executor")
-        opts[key] = str(a.parallel)
-    executor = cls(opts, parse_kv(a.env, "--env"))
-    sweep, specs = _plan(a, require_entrypoint=not a.dry_run)
-    if a.only:
-        specs = [s for s in specs if fnmatch.fnmatch(s.run_id, a.only)]
-    pending, skipped = [], {"done": 0, "running": 0, "queued": 0}
-    for s in specs:
-        st = run_status(s)["status"]
-        if st == "done" or (st in ("running", "queued") and not a.include_running):
-            skipped[st] += 1
-        else:
-            pending.append(s)
-    if a.limit is not None:
-        pending = pending[:a.limit]
-    note = ", ".join(f"{n} {k}" for k, n in skipped.items() if n)
-    print(f"sweep {sweep.name if not a.sweep_name else a.sweep_name}: {len(specs)} runs, "
-          f"{len(pending)} to launch{' (skipped: ' + note + ')' if note else ''}",
-          file=sys.stderr)
-    if not pending:
-        return 0
-    if not a.dry_run:
-        for s in pending:
-            s.write()
-    res = executor.submit(pending, dry_run=a.dry_run)
-    if a.executor == "local" and not a.dry_run and res.get("failed"):
-        return 1
-    return 0
+    from launch.api import run_sweep
+    from launch.executor import parse_kv
+    res = run_sweep(a.sweep, a.runs_root, parse_sets(a.set), executor=a.executor,
+                    options=parse_kv(a.opt, "--opt"), env=parse_kv(a.env, "--env"),
+                    parallel=a.parallel, hosts=a.hosts, sweep_name=a.sweep_name,
+                    dry_run=a.dry_run, only=a.only, limit=a.limit,
+                    include_running=a.include_running)
+    return 1 if a.executor == "local" and not a.dry_run and res.failed else 0
 
 
 def cmd_status(a) -> int:

@@ -14,6 +14,8 @@ import importlib.util
 import os
 from typing import Any, Mapping, Sequence
 
+from experiments.sweep import SweepError, safe_name
+from launch import sweeps
 from launch.spec import LaunchError, RunSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +55,6 @@ def plan(expr: str, runs_root: str, sets: Mapping[str, str] | None = None,
          hosts: int | None = None, sweep_name: str | None = None,
          require_entrypoint: bool = True) -> tuple[Any, list[RunSpec]]:
     """(the Sweep, one RunSpec per point) for `expr` under `runs_root`."""
-    from experiments import sweep as sw_mod
     path, arg = split_sweep_expr(expr)
     if not runs_root or not os.path.isdir(runs_root):
         raise LaunchError(f"runs root {runs_root!r} does not exist or is not a directory; "
@@ -61,13 +62,13 @@ def plan(expr: str, runs_root: str, sets: Mapping[str, str] | None = None,
     if hosts is not None and hosts < 1:
         raise LaunchError(f"--hosts must be >= 1, got {hosts}")
     try:
-        mod = sw_mod.load_module(path)
-        sweep = sw_mod.get_sweep(mod, arg or None)
-        expanded = sw_mod.expand(mod, sweep, sets or {}, from_strings=True)
-    except (sw_mod.SweepError, ValueError, TypeError) as e:
+        mod = sweeps.load_module(path)
+        sweep = sweeps.get_sweep(mod, arg or None)
+        expanded = sweeps.expand(mod, sweep, sets or {}, from_strings=True)
+    except (SweepError, ValueError, TypeError) as e:
         raise LaunchError(f"{expr}: {e}") from None
     name = sweep_name or sweep.name
-    if _safe(sw_mod, name) != name:
+    if _safe(name) != name:
         raise LaunchError(f"sweep name {name!r} must use only [A-Za-z0-9._-]")
     if require_entrypoint and not entrypoint_exists(sweep.entrypoint):
         raise LaunchError(f"{expr}: the sweep runs `python -m {sweep.entrypoint}`, which does not "
@@ -96,10 +97,10 @@ def plan(expr: str, runs_root: str, sets: Mapping[str, str] | None = None,
     return sweep, specs
 
 
-def _safe(sw_mod: Any, name: str) -> str:
+def _safe(name: str) -> str:
     try:
-        return sw_mod.safe_name(name)
-    except sw_mod.SweepError:
+        return safe_name(name)
+    except SweepError:
         return ""
 
 

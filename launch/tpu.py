@@ -19,7 +19,6 @@ python, pip, delete, create.
 """
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess

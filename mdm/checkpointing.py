@@ -41,6 +41,18 @@ class Checkpointer:
             shardings)
         return self.manager.restore(step, args=ocp.args.StandardRestore(target))
 
+    def restore_params(self, step: int, abstract_params: Any, shardings: Any,
+                       item: str = "params") -> Any:
+        """Restore one parameter tree of the saved TrainState ("params" or "ema_params") and
+        nothing else (no optimizer state is read or built): what sampling needs."""
+        target = {item: jax.tree_util.tree_map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_params,
+            shardings)}
+        restored = self.manager.restore(step, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+            partial_restore=True))
+        return restored[item]
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 

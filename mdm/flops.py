@@ -9,8 +9,15 @@ every token; the input embedding is a gather and costs no matmul FLOPs). The fac
 QK^T and AV (2 x 2 x L x d_attn per token per layer forward, x3 for training) over the full
 bidirectional L x L score matrix: no causal halving. d_attn = heads x head_dim (= width by
 default).
+
+`model_measures(model_cfg, seq_len)` is the one place that composes the two: parameter counts
+measured on an abstract init (jax.eval_shape, nothing allocated) and this formula. The trainer,
+the planner, the ladder and the benchmarks all call it.
 """
 from __future__ import annotations
+
+import functools
+from typing import Any
 
 
 def flops_per_token(params_non_embedding: int, n_layers: int, seq_len: int, d_attn: int) -> float:
@@ -22,7 +29,18 @@ def flops_per_token(params_non_embedding: int, n_layers: int, seq_len: int, d_at
     return 6.0 * params_non_embedding + 12.0 * n_layers * seq_len * d_attn
 
 
-def forward_flops_per_token(params_non_embedding: int, n_layers: int, seq_len: int,
-                            d_attn: int) -> float:
-    """Forward-only FLOPs per token (evaluation, sampling): one third of the training figure."""
-    return flops_per_token(params_non_embedding, n_layers, seq_len, d_attn) / 3.0
+@functools.lru_cache(maxsize=256)
+def _measures(model_cfg: Any, seq_len: int) -> tuple[tuple[str, float], ...]:
+    from mdm.model import Transformer, count_params
+    from mdm.train_state import abstract_params
+    counts = count_params(abstract_params(Transformer(model_cfg), min(seq_len, 64)))
+    fpt = flops_per_token(counts["params_non_embedding"], model_cfg.depth, seq_len,
+                          model_cfg.num_heads * model_cfg.resolved_head_dim)
+    return tuple(sorted({**counts, "flops_per_token": fpt}.items()))
+
+
+def model_measures(model_cfg: Any, seq_len: int) -> dict[str, float]:
+    """{params_total, params_embedding, params_head, params_non_embedding, flops_per_token} of
+    a mdm.model.ModelConfig at `seq_len` (counts do not depend on it; measured once per shape)."""
+    return dict(_measures(model_cfg, int(seq_len)))
+

@@ -1,206 +1,27 @@
-"""Generation from a trained run: text, infilling, T2I, T2S, captioning and ASR, decoded to
-text / PNG / WAV, with the sampler settings saved next to the outputs under <run>/samples/.
+"""`mdm-generate`: sample from a trained run on the command line (mdm.generation.Generator).
 
-    mdm-sample RUN_DIR --task t2i --prompt "a large red circle on the left" --num 4
-    mdm-sample RUN_DIR --task t2s --prompt "seven" --steps 64 --guidance 2
-    mdm-sample RUN_DIR --task text --num 4 --length 64
+    mdm-generate RUN_DIR --task t2i --prompt "a large red circle on the left" --num 4
+    mdm-generate RUN_DIR --task t2s --prompt "seven" --steps 64 --guidance 2
+    mdm-generate RUN_DIR --task text --num 4 --length 64
+    mdm-generate RUN_DIR --task i2t --prompt images.npy --length 12
 
-Python: `g = Generator(run_dir); images = g.t2i(["a small blue square at the top"])`.
-
-The run's config.json names the token shards (data.path) whose manifest names the tokenizers
-that decode the outputs. Media lengths (image tokens per image, audio frames per clip) are read
-from the held-out shard rows. Caption / transcript lengths are given by the caller (default:
-the length of the reference text when evaluating, an oracle stated in the metrics).
+Tasks: text, infill ('prefix|||suffix'), t2i, t2s, i2t, s2t (caption / asr are accepted as old
+names). Outputs go to <run>/samples/<task>-<time>/ with the prompts and sampler settings.
+`mdm-sample` is the same command under its old name (kept for one release).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import sys
-from typing import Any, Sequence
 
-import jax
-import jax.numpy as jnp
-import ml_collections as mlc
 import numpy as np
 
 from mdm import run_contract as rc
-from mdm.sampling import Prompt, SamplerConfig, sample
-from mdm.token_space import IMAGE, AUDIO, TEXT, Sequences, TokenSpace, concat, pair_sequence
+from mdm.generation_tasks import OLD_NAMES
+from mdm.samplers import SamplerConfig
 
-
-class Generator:
-    def __init__(self, run_dir: str, step: int | None = None) -> None:
-        from mdm.checkpointing import Checkpointer
-        from mdm.optim import lr_schedule, make_optimizer
-        from mdm.sharding import make_mesh
-        from mdm.train_state import state_shardings
-        from mdm.trainer import build
-        self.run_dir = run_dir
-        with open(os.path.join(run_dir, rc.CONFIG_FILE)) as f:
-            self.run_config = json.load(f)
-        cfg = mlc.ConfigDict(self.run_config["config"])
-        cfg.mesh.update(data=1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
-        self.cfg = cfg
-        self.built = build(cfg)
-        self.space: TokenSpace = self.built.space
-        mesh = make_mesh((1, 1, 1), devices=jax.devices()[:1])
-        from mdm.sharding import rules_from_config
-        o = cfg.optimizer
-        tx = make_optimizer(self.built.model_cfg, lr_schedule(o.lr, cfg.train.total_tokens,
-                            self.built.tokens_per_step, o.warmup), o.beta1, o.beta2, o.eps,
-                            o.weight_decay, o.grad_clip)
-        abstract, shardings = state_shardings(self.built.model, tx, mesh, rules_from_config(cfg),
-                                              cfg.data.seq_len, o.ema_decay > 0)
-        ckpt = Checkpointer(os.path.join(run_dir, rc.CHECKPOINT_DIR))
-        self.step = step if step is not None else ckpt.latest_step()
-        if self.step is None:
-            raise FileNotFoundError(f"{run_dir}: no checkpoint to sample from")
-        state = ckpt.restore(self.step, abstract, shardings)
-        ckpt.close()
-        self.params = state.ema_params if state.ema_params is not None else state.params
-        model = self.built.model
-        self.logits_fn = lambda x, s: model.apply({"params": self.params}, x, s)
-        self.seq_len = cfg.data.seq_len
-        self.tokenizers: dict[str, Any] = {}
-        self.media_len = {"image": 0, "audio": 0}
-        if cfg.data.source == "shards":
-            from mdm.data.shards import load_manifest, open_split
-            from mdm.tokenizers import load_tokenizer
-            m = load_manifest(cfg.data.path)
-            for k, d in m["tokenizers"].items():
-                self.tokenizers[k] = load_tokenizer(d["path"])
-            ev = open_split(cfg.data.path, "eval", verify=False)
-            for kind, mid in (("image", IMAGE), ("audio", AUDIO)):
-                if kind in ev:
-                    row = ev[kind]["tokens"][0].read().result()
-                    self.media_len[kind] = int((self.space.modality_of(row) == mid).sum())
-        self._compiled: dict[Any, Any] = {}
-
-    # --- core ------------------------------------------------------------------------
-    def run(self, seqs: Sequences, gen: np.ndarray, target: np.ndarray, cfg: SamplerConfig,
-            seed: int = 0) -> np.ndarray:
-        """Sample the positions `gen` of laid-out rows; returns the completed token rows."""
-        prompt = Prompt(jnp.asarray(seqs.tokens), jnp.asarray(seqs.segment_ids),
-                        jnp.asarray(seqs.cond), jnp.asarray(target, jnp.int32))
-        key = (seqs.tokens.shape, cfg)
-        if key not in self._compiled:
-            self._compiled[key] = jax.jit(
-                lambda p, g, k: sample(self.logits_fn, p, g, self.space, cfg, k))
-        out = self._compiled[key](prompt, jnp.asarray(gen), jax.random.PRNGKey(seed))
-        return np.asarray(out)
-
-    def _text_ids(self, text: str) -> np.ndarray:
-        return np.asarray(self.tokenizers["text"].encode(text), np.int64)
-
-    def _decode_text(self, row: np.ndarray, positions: np.ndarray) -> str:
-        ids = self.space.to_local(row[positions], "text")
-        return self.tokenizers["text"].decode(ids)
-
-    # --- tasks -------------------------------------------------------------------------
-    def text(self, num: int, length: int, cfg: SamplerConfig, prompt: str = "",
-             seed: int = 0) -> list[str]:
-        """Unconditional (or prompted) text of `length` generated tokens."""
-        pre = self._text_ids(prompt) if prompt else np.zeros(0, np.int64)
-        n = len(pre) + length
-        if n > self.seq_len:
-            raise ValueError(f"prompt + length = {n} tokens exceeds seq_len {self.seq_len}")
-        tok = np.full((num, self.seq_len), self.space.pad, np.int32)
-        tok[:, :len(pre)] = self.space.to_global(pre, "text")
-        tok[:, len(pre):n] = self.space.text_offset           # placeholder, masked below
-        seg = np.zeros_like(tok)
-        seg[:, :n] = 1
-        gen = np.zeros(tok.shape, bool)
-        gen[:, len(pre):n] = True
-        target = np.full(tok.shape, TEXT, np.int32)
-        out = self.run(Sequences(tok, seg, np.zeros(tok.shape, bool)), gen, target, cfg, seed)
-        return [self._decode_text(r, np.arange(n)) for r in out]
-
-    def infill(self, prefix: str, n_missing: int, suffix: str, cfg: SamplerConfig,
-               num: int = 1, seed: int = 0) -> list[str]:
-        a, b = self._text_ids(prefix), self._text_ids(suffix)
-        n = len(a) + n_missing + len(b)
-        tok = np.full((num, self.seq_len), self.space.pad, np.int32)
-        ids = np.concatenate([a, np.zeros(n_missing, np.int64), b])
-        tok[:, :n] = self.space.to_global(ids, "text")
-        seg = np.zeros_like(tok)
-        seg[:, :n] = 1
-        gen = np.zeros(tok.shape, bool)
-        gen[:, len(a):len(a) + n_missing] = True
-        out = self.run(Sequences(tok, seg, np.zeros(tok.shape, bool)), gen,
-                       np.full(tok.shape, TEXT, np.int32), cfg, seed)
-        return [self._decode_text(r, np.arange(n)) for r in out]
-
-    def _pairs(self, task: str, texts: Sequence[np.ndarray], media: Sequence[np.ndarray]):
-        seqs = concat([pair_sequence(task, t, m, self.seq_len, self.space)
-                       for t, m in zip(texts, media)])
-        target = self.space.modality_of(seqs.tokens)
-        return seqs, target
-
-    def _media(self, task: str, kind: str, mid: int, prompts: Sequence[str], cfg: SamplerConfig,
-               seed: int) -> np.ndarray:
-        n = self.media_len[kind]
-        seqs, target = self._pairs(task, [self._text_ids(p) for p in prompts],
-                                   [np.zeros(n, np.int64)] * len(prompts))
-        gen = target == mid
-        out = self.run(seqs, gen, target, cfg, seed)
-        return np.stack([self.space.to_local(r[g], kind) for r, g in zip(out, gen)])
-
-    def t2i(self, captions: Sequence[str], cfg: SamplerConfig, seed: int = 0) -> np.ndarray:
-        """uint8 images [N, H, W, 3]."""
-        return self.tokenizers["image"].decode(self._media("T2I", "image", IMAGE, captions, cfg, seed))
-
-    def t2s(self, texts: Sequence[str], cfg: SamplerConfig, seed: int = 0) -> np.ndarray:
-        """float32 waveforms [N, T]."""
-        return self.tokenizers["audio"].decode(self._media("T2S", "audio", AUDIO, texts, cfg, seed))
-
-    def _to_text(self, task: str, kind: str, codes: np.ndarray, lengths: Sequence[int],
-                 cfg: SamplerConfig, seed: int) -> list[str]:
-        seqs, target = self._pairs(task, [np.zeros(n, np.int64) for n in lengths], list(codes))
-        gen = target == TEXT
-        out = self.run(seqs, gen, target, cfg, seed)
-        return [self._decode_text(r, np.flatnonzero(g)) for r, g in zip(out, gen)]
-
-    def caption(self, images: np.ndarray, lengths: Sequence[int], cfg: SamplerConfig,
-                seed: int = 0) -> list[str]:
-        return self._to_text("I2T", "image", self.tokenizers["image"].encode(images), lengths,
-                             cfg, seed)
-
-    def asr(self, waves: np.ndarray, lengths: Sequence[int], cfg: SamplerConfig,
-            seed: int = 0) -> list[str]:
-        return self._to_text("S2T", "audio", self.tokenizers["audio"].encode(waves), lengths,
-                             cfg, seed)
-
-    # --- outputs ---------------------------------------------------------------------------
-    def save(self, task: str, outputs: Any, prompts: Sequence[str], cfg: SamplerConfig,
-             seed: int, metrics: dict[str, Any] | None = None, out_dir: str | None = None) -> str:
-        """Write outputs (PNG / WAV / txt) with prompts, sampler settings and metrics."""
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        d = out_dir or os.path.join(self.run_dir, rc.SAMPLES_DIR, f"{task}-{stamp}")
-        os.makedirs(d, exist_ok=True)
-        files = []
-        for i, o in enumerate(outputs):
-            if task == "t2i":
-                import matplotlib.image as mpimg
-                p = os.path.join(d, f"{i:03d}.png")
-                mpimg.imsave(p, np.asarray(o, np.uint8))
-            elif task == "t2s":
-                from scipy.io import wavfile
-                p = os.path.join(d, f"{i:03d}.wav")
-                sr = int(self.tokenizers["audio"].describe()["sample_rate"])
-                wavfile.write(p, sr, (np.clip(o, -1, 1) * 32767).astype(np.int16))
-            else:
-                p = os.path.join(d, f"{i:03d}.txt")
-                with open(p, "w", encoding="utf-8") as f:
-                    f.write(o)
-            files.append(os.path.basename(p))
-        meta = {"task": task, "prompts": list(prompts), "files": files, "seed": seed,
-                "checkpoint_step": self.step, "sampler": cfg.__dict__, "metrics": metrics or {}}
-        with open(os.path.join(d, "samples.json"), "w") as f:
-            json.dump(meta, f, indent=2)
-        return d
+TASK_CHOICES = ("text", "infill", "t2i", "t2s", "i2t", "s2t", *OLD_NAMES)
 
 
 def sampler_from_args(a: argparse.Namespace) -> SamplerConfig:
@@ -221,19 +42,21 @@ def add_sampler_args(ap: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="mdm-sample", description="Sample from a trained run.")
+    ap = argparse.ArgumentParser(prog="mdm-generate", description="Sample from a trained run.")
     ap.add_argument("run_dir")
-    ap.add_argument("--task", required=True,
-                    choices=["text", "infill", "t2i", "t2s", "caption", "asr"])
+    ap.add_argument("--task", required=True, choices=TASK_CHOICES)
     ap.add_argument("--prompt", action="append", default=[],
                     help="caption / transcript / text prompt (repeatable); for infill "
-                         "'prefix|||suffix'; for caption / asr a .npy of images / waves")
+                         "'prefix|||suffix'; for i2t / s2t a .npy of images / waves")
     ap.add_argument("--num", type=int, default=4)
     ap.add_argument("--length", type=int, default=32, help="generated text tokens")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     add_sampler_args(ap)
     a = ap.parse_args(argv)
+    if a.task in OLD_NAMES:
+        print(f"note: --task {a.task} is now --task {OLD_NAMES[a.task]}", file=sys.stderr)
+        a.task = OLD_NAMES[a.task]
     from absl import flags
     flags.FLAGS.mark_as_parsed()
     if not os.path.exists(os.path.join(a.run_dir, rc.CONFIG_FILE)):
@@ -242,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = sampler_from_args(a)
     except ValueError as e:
         ap.error(str(e))
+    from mdm.generation import Generator
     g = Generator(a.run_dir, a.step)
     prompts = a.prompt
     if a.task == "text":
@@ -257,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if not prompts or not prompts[0].endswith(".npy"):
             ap.error(f"--task {a.task} needs --prompt FILE.npy (images or waves)")
         data = np.load(prompts[0])
-        outs = (g.caption if a.task == "caption" else g.asr)(data, [a.length] * len(data), cfg, a.seed)
+        outs = (g.i2t if a.task == "i2t" else g.s2t)(data, [a.length] * len(data), cfg, a.seed)
     d = g.save(a.task, outs, prompts, cfg, a.seed)
     print(d)
     return 0

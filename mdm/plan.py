@@ -36,23 +36,13 @@ if __name__ == "__main__":
 
 import dataclasses  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 from typing import Any  # noqa: E402
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import ml_collections as mlc  # noqa: E402
-from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
-from mdm.flops import flops_per_token  # noqa: E402
-from mdm.model import count_params  # noqa: E402
-from mdm.objective import Batch  # noqa: E402
-from mdm.optim import lr_schedule, make_optimizer  # noqa: E402
-from mdm.sharding import (batch_sharding, data_parallel_size, mesh_context,  # noqa: E402
-                          mesh_from_config, rules_from_config)
-from mdm.train_state import abstract_params, state_shardings  # noqa: E402
-from mdm.train_step import make_train_step  # noqa: E402
-from mdm.trainer import build  # noqa: E402
+from mdm.assemble import build, setup_train_step  # noqa: E402
+from mdm.flops import model_measures  # noqa: E402
+from mdm.sharding import (data_parallel_size, mesh_from_config, rules_from_config)
 
 
 @dataclasses.dataclass
@@ -76,26 +66,9 @@ def compile_step(cfg: mlc.ConfigDict, micro_batch: int) -> StepPlan:
     b = build(cfg)
     mesh = mesh_from_config(cfg)
     rules = rules_from_config(cfg)
-    o = cfg.optimizer
-    lr = lr_schedule(o.lr, cfg.train.total_tokens, b.tokens_per_step, o.warmup, o.decay,
-                     o.decay_fraction, o.min_lr_ratio)
-    tx = make_optimizer(b.model_cfg, lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.grad_clip)
-    abstract, shardings = state_shardings(b.model, tx, mesh, rules, cfg.data.seq_len,
-                                          o.ema_decay > 0)
-    abs_state = jax.tree_util.tree_map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-    bsh = batch_sharding(mesh)
-    shape = (b.rows_per_step, cfg.data.seq_len)
-    abs_batch = Batch(jax.ShapeDtypeStruct(shape, jnp.int32, sharding=bsh),
-                      jax.ShapeDtypeStruct(shape, jnp.int32, sharding=bsh),
-                      jax.ShapeDtypeStruct(shape, jnp.bool_, sharding=bsh))
-    step = make_train_step(b.model, tx, b.space, b.objective, b.num_micro, lr,
-                           jax.random.PRNGKey(0), o.ema_decay)
-    rep = NamedSharding(mesh, PartitionSpec())
-    with mesh_context(mesh, rules):
-        compiled = jax.jit(step, in_shardings=(shardings, Batch(bsh, bsh, bsh)),
-                           out_shardings=(shardings, rep), donate_argnums=(0,)
-                           ).lower(abs_state, abs_batch).compile()
+    st = setup_train_step(cfg, b, mesh, rules)
+    compiled = st.step.lower(st.abstract_state(),
+                             st.abstract_batch(b.rows_per_step, cfg.data.seq_len)).compile()
     mem = compiled.memory_analysis()
     try:
         cost = compiled.cost_analysis()
@@ -111,10 +84,9 @@ def plan(cfg: mlc.ConfigDict, memory_bytes: float | None = None) -> dict[str, An
     b = build(cfg)
     mesh = mesh_from_config(cfg)
     dp = data_parallel_size(mesh)
-    counts = count_params(abstract_params(b.model, cfg.data.seq_len))
-    mc = b.model_cfg
-    fpt = flops_per_token(counts["params_non_embedding"], mc.depth, cfg.data.seq_len,
-                          mc.num_heads * mc.resolved_head_dim)
+    measures = model_measures(b.model_cfg, cfg.data.seq_len)
+    fpt = measures.pop("flops_per_token")
+    counts = measures
     B = cfg.train.physical_batch
     current = cfg.train.micro_batch or B
     p = compile_step(cfg, current)

@@ -31,7 +31,12 @@ import os
 import warnings
 from typing import Any, Iterable
 
-MODALITIES: tuple[str, ...] = ("text", "image", "audio")
+MODALITIES: tuple[str, ...] = ("text", "image", "audio")   # the one home of the names
+# Generation tasks (summary.json "sampling" keys, sampler defaults, the sampling study): plain
+# text plus the token space's task tokens T2I, I2T (captioning), T2S, S2T (ASR), lower-cased.
+GENERATION_TASKS: tuple[str, ...] = ("text", "t2i", "i2t", "t2s", "s2t")
+TASK_MODALITY: dict[str, str] = {"text": "text", "t2i": "image", "i2t": "image",
+                                 "t2s": "audio", "s2t": "audio"}   # the media each task uses
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"

@@ -37,13 +37,17 @@ def abstract_params(model: nn.Module, seq_len: int) -> Any:
                           jax.random.PRNGKey(0))
 
 
+def param_shardings(model: nn.Module, mesh: Mesh, rules: Any, seq_len: int) -> tuple[Any, Any]:
+    """(abstract unboxed parameters, their NamedShardings on `mesh`)."""
+    boxed = abstract_params(model, seq_len)
+    logical = nn.get_partition_spec(boxed)
+    return nn.unbox(boxed), nn.logical_to_mesh_sharding(logical, mesh, rules)
+
+
 def state_shardings(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
                     rules: Any, seq_len: int, ema: bool) -> tuple[TrainState, TrainState]:
     """(abstract unboxed state, NamedSharding tree of the same structure)."""
-    boxed = abstract_params(model, seq_len)
-    logical = nn.get_partition_spec(boxed)
-    param_sh = nn.logical_to_mesh_sharding(logical, mesh, rules)
-    params = nn.unbox(boxed)
+    params, param_sh = param_shardings(model, mesh, rules, seq_len)
     opt_abs = jax.eval_shape(tx.init, params)
     rep = replicated(mesh)
     opt_sh = optax.tree_map_params(tx, lambda _, sh: sh, opt_abs, param_sh,

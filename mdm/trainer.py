@@ -24,38 +24,31 @@ the same command resumes).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Any
 
-import flax.linen as nn
 import jax
 import ml_collections as mlc
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from mdm import run_contract as rc
+from mdm.assemble import Built, build, make_evaluator, model_config, setup_train_step  # noqa: F401
 from mdm.checkpointing import Checkpointer
-from mdm.config_validation import ConfigError, validate_config
-from mdm.data.synthetic import SyntheticSource
+from mdm.config_validation import ConfigError
 from mdm.distributed import describe_layout
-from mdm.evaluation import evaluate, make_eval_step
-from mdm.flops import flops_per_token
-from mdm.model import ModelConfig, Transformer, count_params
-from mdm.objective import Batch, ObjectiveConfig
-from mdm.optim import SDE_RULES, lr_schedule, make_optimizer, resolve_duration, sde_reparameterize
+from mdm.flops import model_measures
+from mdm.objective import Batch
+from mdm.optim import SDE_RULES, resolve_duration
 from mdm.run_logger import RunWriter
-from mdm.schedules import ModalitySchedules
-from mdm.sharding import (batch_sharding, data_parallel_size, mesh_context, mesh_from_config,
+from mdm.sharding import (data_parallel_size, mesh_context, mesh_from_config,
                           rules_from_config)
 from mdm.throughput import peak_flops_total
-from mdm.token_space import TokenSpace
-from mdm.train_state import abstract_params, create_state, state_shardings
-from mdm.train_step import make_train_step
+from mdm.train_state import create_state
 
 log = logging.getLogger("mdm")
 # How tokens and FLOPs are counted (also in config.json and analysis/loading.py).
@@ -65,87 +58,6 @@ TOKEN_CONVENTION = ("tokens = distinct data tokens seen (with complementary pair
                     "train.total_tokens and physical_batch count processed tokens / sequences")
 MODS = ("text", "image", "audio")
 EXIT_CODES = {"done": 0, "failed": 1, "nan": 3, "preempted": 75}
-
-
-@dataclasses.dataclass
-class Built:
-    space: TokenSpace
-    model_cfg: ModelConfig
-    model: Transformer
-    source: Any
-    objective: ObjectiveConfig
-    tokens_per_step: int        # tokens processed per step (both masks of a pair count)
-    total_steps: int
-    rows_per_step: int          # distinct rows the data source provides per step
-    num_micro: int
-    opt: dict[str, float]       # resolved lr, betas, eps, weight decay, clip, EMA, kappa
-    logical_batch: float
-
-    @property
-    def data_tokens_per_step(self) -> int:
-        """Distinct data tokens per step: with complementary pairs each row is processed twice
-        (once per mask), so half the processed tokens are distinct data."""
-        return self.tokens_per_step // self.copies
-
-    @property
-    def copies(self) -> int:
-        return 2 if self.objective.complementary else 1
-
-
-def model_config(cfg: mlc.ConfigDict, space: TokenSpace) -> ModelConfig:
-    m = cfg.model
-    return ModelConfig(vocab_size=space.vocab_size, **{f.name: m[f.name] for f in
-                       dataclasses.fields(ModelConfig) if f.name != "vocab_size" and f.name in m})
-
-
-def make_source(cfg: mlc.ConfigDict, space: TokenSpace) -> Any:
-    if cfg.data.source == "synthetic":
-        return SyntheticSource.from_config(cfg, space)
-    from mdm.data.source import ShardSource  # token shards (tensorstore + grain)
-    return ShardSource.from_config(cfg, space)
-
-
-def build(cfg: mlc.ConfigDict) -> Built:
-    validate_config(cfg)
-    space = TokenSpace.from_config(cfg.token_space)
-    mcfg = model_config(cfg, space)
-    t, o = cfg.train, cfg.optimizer
-    tokens_per_step = t.physical_batch * cfg.data.seq_len
-    total_steps = max(1, math.ceil(t.total_tokens / tokens_per_step))
-    num_micro = t.physical_batch // t.micro_batch if t.micro_batch else 1
-    rows = t.physical_batch // 2 if cfg.objective.complementary else t.physical_batch
-    opt = {"lr": o.lr, "beta1": o.beta1, "beta2": o.beta2, "eps": o.eps,
-           "weight_decay": o.weight_decay, "grad_clip": o.grad_clip, "ema_decay": o.ema_decay,
-           "kappa": 1.0}
-    logical_batch = float(t.physical_batch)
-    if cfg.sde.enabled:
-        sde = cfg.sde
-        r = sde_reparameterize(o.lr, o.beta1, o.beta2, o.eps, t.physical_batch, t.total_tokens,
-                               sde.ref_batch, sde.ref_tokens or t.total_tokens, sde.gamma,
-                               o.weight_decay, o.grad_clip, o.ema_decay,
-                               **{k: sde[k] for k in SDE_RULES if k in sde})
-        opt = dataclasses.asdict(r)
-        logical_batch = opt.pop("logical_batch")
-    sch = cfg.objective.schedule
-    obj = ObjectiveConfig(ModalitySchedules.from_specs(sch.text, sch.image, sch.audio),
-                          antithetic=cfg.objective.antithetic,
-                          complementary=cfg.objective.complementary,
-                          cond_dropout=cfg.objective.cond_dropout, t_min=cfg.objective.t_min)
-    return Built(space, mcfg, Transformer(mcfg), make_source(cfg, space), obj, tokens_per_step,
-                 total_steps, rows, num_micro, opt, logical_batch)
-
-
-def make_evaluator(cfg: mlc.ConfigDict, b: Built, put: Callable[[np.ndarray], Any] = np.asarray,
-                   dp: int = 1, out_shardings: Any = None) -> Callable[[Any], dict[str, Any]]:
-    """params -> the eval.jsonl fields: the run's fixed eval set (cfg.eval.num_examples split
-    over the data set's modalities, whatever the mixture) under the reference parameterization
-    of mdm.evaluation (whatever the training schedule)."""
-    apply_fn = lambda p, x, s: b.model.apply({"params": p}, x, s)
-    jit_kw = {"out_shardings": out_shardings} if out_shardings is not None else {}
-    step = jax.jit(make_eval_step(apply_fn, b.space, cfg.eval.seed), **jit_kw)
-    examples = b.source.eval_examples(cfg.eval.num_examples)
-    batch_size = math.lcm(cfg.eval.batch_size, dp)  # a multiple of the data-parallel size
-    return lambda params: evaluate(step, params, examples, cfg.eval.num_t, batch_size, put=put)
 
 
 def cadence_steps(value: float, total_tokens: float, tokens_per_step: int,
@@ -215,17 +127,12 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
         raise ConfigError(f"config.train.physical_batch: {b.rows_per_step} rows per step do not "
                           f"split over the data-parallel size {dp} (mesh data x fsdp) and "
                           f"{jax.process_count()} processes; make it a multiple of {dp}")
-    o = cfg.optimizer
-    lr_fn = lr_schedule(b.opt["lr"], cfg.train.total_tokens, b.tokens_per_step, o.warmup,
-                        o.decay, o.decay_fraction, o.min_lr_ratio)
-    tx = make_optimizer(b.model_cfg, lr_fn, b.opt["beta1"], b.opt["beta2"], b.opt["eps"],
-                        b.opt["weight_decay"], b.opt["grad_clip"])
-    ema = b.opt["ema_decay"] > 0
-
-    counts = count_params(abstract_params(b.model, cfg.data.seq_len))
+    st = setup_train_step(cfg, b, mesh, rules)
+    ema = st.ema
+    measures = model_measures(b.model_cfg, cfg.data.seq_len)
+    counts = {k: v for k, v in measures.items() if k.startswith("params_")}
+    fpt = measures["flops_per_token"]
     mc = b.model_cfg
-    fpt = flops_per_token(counts["params_non_embedding"], mc.depth, cfg.data.seq_len,
-                          mc.num_heads * mc.resolved_head_dim)
     peak, peak_source = peak_flops_total(devices or jax.devices(), mc.dtype)
     run_id = cfg.run_id or _basename(workdir)
     sweep = cfg.sweep or _basename(_parent(workdir))
@@ -254,27 +161,17 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: "_Preemption", progress: bool
         permanent = {max(1, round(f * b.total_steps)) for f in ckpt_cfg.permanent}
         ckpt = Checkpointer(writer.path(rc.CHECKPOINT_DIR), ckpt_cfg.keep, permanent,
                             ckpt_cfg.async_save)
-    abstract, shardings = state_shardings(b.model, tx, mesh, rules, cfg.data.seq_len, ema)
     start = ckpt.latest_step() if ckpt else None
     if start is not None:
         with mesh_context(mesh):
-            state = ckpt.restore(start, abstract, shardings)
+            state = ckpt.restore(start, st.abstract, st.shardings)
         writer.truncate_after(start)
         log.info("resumed from the checkpoint at step %d", start)
     else:
-        state, _ = create_state(b.model, tx, mesh, rules, cfg.data.seq_len,
+        state, _ = create_state(b.model, st.tx, mesh, rules, cfg.data.seq_len,
                                 jax.random.PRNGKey(cfg.seed), ema)
         start = 0
-
-    base_rng = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
-    step_fn = make_train_step(b.model, tx, b.space, b.objective, b.num_micro, lr_fn, base_rng,
-                              b.opt["ema_decay"], cfg.logging.grad_noise_scale)
-    bsh = batch_sharding(mesh)
-    batch_sh = Batch(bsh, bsh, bsh)
-    rep = NamedSharding(mesh, PartitionSpec())
-    with mesh_context(mesh, rules):
-        jit_step = jax.jit(step_fn, in_shardings=(shardings, batch_sh),
-                           out_shardings=(shardings, rep), donate_argnums=(0,))
+    jit_step, bsh, rep = st.step, st.batch_sharding, st.replicated
 
     def put_batch(arrays: dict[str, np.ndarray]) -> Batch:
         return Batch(*(jax.make_array_from_process_local_data(bsh, arrays[f])

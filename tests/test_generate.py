@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from mdm.sampling import SamplerConfig
+from mdm.samplers import SamplerConfig
 
 pytestmark = pytest.mark.slow
 

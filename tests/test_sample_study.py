@@ -60,7 +60,7 @@ def _frame():
 
 
 def test_choose_defaults_picks_the_known_best_setting_per_task():
-    from mdm.sampling import SamplerConfig
+    from mdm.samplers import SamplerConfig
     d = choose_defaults(_frame())
     assert set(d) == {"t2i", "caption", "t2s", "text"}  # no run scored asr
     assert d["t2i"] == dict(method="confidence", steps=32, temperature=1.0, guidance=2.0,

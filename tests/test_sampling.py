@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from mdm.model import ModelConfig, Transformer
-from mdm.sampling import Prompt, SamplerConfig, sample, time_grid, truncate
+from mdm.samplers import Prompt, SamplerConfig, sample, time_grid, truncate
 from mdm.token_space import AUDIO, IMAGE, TEXT, TokenSpace, pair_sequence
 
 SPACE = TokenSpace(text_vocab=12, image_vocab=9, audio_vocab=7, pad_vocab_to=8)

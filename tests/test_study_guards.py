@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments.base import get_config
-from experiments.sweep import get_sweep, load_module, resolve
+from launch.sweeps import get_sweep, load_module, resolve
 from mdm import run_contract as rc
 from mdm.trainer import train
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from experiments import ladder, scaling
-from experiments.sweep import config_hash, expand, get_sweep, load_module
+from launch.sweeps import config_hash, expand, get_sweep, load_module
 from mdm.flops import flops_per_token
 from mdm.model import count_params
 from mdm.train_state import abstract_params
@@ -62,7 +62,7 @@ def test_sweep_builds_and_has_unique_stable_ids(path, arg):
 
 def test_run_ids_are_the_same_in_another_process():
     script = ("import json, os\n"
-              "from experiments.sweep import expand, get_sweep, load_module\n"
+              "from launch.sweeps import expand, get_sweep, load_module\n"
               "out = {}\n"
               "for p, a in [('experiments/demo.py', None), ('experiments/scaling.py', "
               "'isoflop,mix=text'), ('experiments/batch_size.py', None)]:\n"

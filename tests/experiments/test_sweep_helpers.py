@@ -1,8 +1,8 @@
-"""experiments/sweep.py: typed arguments, product / zip, overrides, and the sweep errors."""
+"""experiments/sweep.py (typed arguments, product / zip) and launch/sweeps.py (overrides, expansion): the sweep errors."""
 import pytest
 
-from experiments.sweep import (Point, Sweep, SweepError, apply_overrides, expand, fmt,
-                               format_arg, load_module, parse_arg, product, zip_)
+from experiments.sweep import Point, Sweep, SweepError, fmt, format_arg, parse_arg, product, zip_
+from launch.sweeps import apply_overrides, expand, load_module
 
 
 def test_parse_arg_types_and_errors():

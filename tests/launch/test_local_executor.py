@@ -10,7 +10,7 @@ import time
 import pytest
 
 from experiments import ladder
-from experiments.sweep import config_hash, load_module
+from launch.sweeps import config_hash, load_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

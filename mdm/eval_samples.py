@@ -74,13 +74,13 @@ class SampleError(ValueError):
 
 # --- settings -------------------------------------------------------------------------------------
 def sampler_config(section: Any, name: str = "") -> Any:
-    """A config.sampling.<modality> section -> mdm.sampling.SamplerConfig.
+    """A config.sampling.<modality> section -> mdm.samplers.SamplerConfig.
 
     sampler -> method, unmask_schedule -> schedule, steps, temperature, guidance, top_p; the
     rest keep SamplerConfig's defaults (uniform time grid, constant guidance, no top-k).
     """
     from mdm.config_validation import ConfigError
-    from mdm.sampling import SamplerConfig
+    from mdm.samplers import SamplerConfig
     where = f"config.sampling.{name}" if name else "config.sampling.<modality>"
     missing = [f for f in SECTION_FIELDS if f not in section]
     if missing:
@@ -194,7 +194,7 @@ def _timed_generator_class():
     import numpy as np
 
     from mdm.generate import Generator
-    from mdm.sampling import Prompt, sample
+    from mdm.samplers import Prompt, sample
 
     class TimedGenerator(Generator):
         """Generator whose sampler calls run in chunks of `batch_size` rows and are timed:

@@ -1,13 +1,13 @@
-"""Generation metrics on the embedded demo data set's held-out split (issue: sampling).
+"""Score generation tasks (mdm.generation_tasks) on the embedded demo data set's held-out split.
 
   t2i      held-out captions -> images; the demo image checker reads digit / shape, colour,
            position, size back: accuracy per attribute
   t2s      held-out transcripts -> speech; mel-cepstral distortion (DTW) against the reference
            rendering of the same record, absolute speech-duration error, and the demo audio
            checker's word accuracy on the generated speech
-  caption  held-out images -> captions of the reference's length in tokens (a length oracle):
+  i2t      held-out images -> captions of the reference's length in tokens (a length oracle):
            exact match and character error rate
-  asr      held-out speech -> transcripts (length oracle as above): exact match and CER
+  s2t      held-out speech -> transcripts (length oracle as above): exact match and CER
   text     unconditional samples of `text_len` tokens: unigram / bigram JS divergence against
            the held-out text, repetition rate
 """
@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 
 from mdm.gen_metrics import cer, mcd_dtw, speech_duration, text_statistics
-from mdm.sampling import SamplerConfig
-
-TASKS = ("t2i", "t2s", "caption", "asr", "text")
+from mdm.generation_tasks import TASKS, task_name
+from mdm.samplers import SamplerConfig
 
 
 def _sel(n_total: int, n: int) -> np.ndarray:
@@ -30,7 +29,8 @@ def _sel(n_total: int, n: int) -> np.ndarray:
 def evaluate_task(gen: Any, demo: Any, task: str, cfg: SamplerConfig, num: int = 16,
                   seed: int = 0, text_len: int = 48) -> tuple[dict[str, float], Any, list[str]]:
     """(metrics, outputs, prompts) for one task on the first `num` held-out items."""
-    if task in ("t2i", "caption"):
+    task = task_name(task)
+    if task in ("t2i", "i2t"):
         images, recs = demo.image_text("valid")
         # alternate digits and shapes so both attribute families are scored
         dig = [i for i, r in enumerate(recs) if r["source"] == "digit"]
@@ -43,9 +43,9 @@ def evaluate_task(gen: Any, demo: Any, task: str, cfg: SamplerConfig, num: int =
             m = demo.image_checker().check(out, recs)
             return m, out, captions
         lengths = [len(gen.tokenizers["text"].encode(c)) for c in captions]
-        out = gen.caption(images, lengths, cfg, seed)
+        out = gen.i2t(images, lengths, cfg, seed)
         return _text_match(out, captions), out, captions
-    if task in ("t2s", "asr"):
+    if task in ("t2s", "s2t"):
         waves, recs = demo.audio_text("valid")
         idx = _sel(len(recs), num)
         waves, recs = waves[idx], [recs[i] for i in idx]
@@ -61,7 +61,7 @@ def evaluate_task(gen: Any, demo: Any, task: str, cfg: SamplerConfig, num: int =
             return {"mcd_db": float(np.mean(mcd)), "duration_error_s": float(np.mean(dur)),
                     "word_accuracy": float(acc)}, out, texts
         lengths = [len(gen.tokenizers["text"].encode(t)) for t in texts]
-        out = gen.asr(waves, lengths, cfg, seed)
+        out = gen.s2t(waves, lengths, cfg, seed)
         return _text_match(out, texts), out, texts
     if task == "text":
         out = gen.text(num, text_len, cfg, seed=seed)

@@ -132,7 +132,7 @@ def choose_defaults(runs: pd.DataFrame, tasks: tuple[str, ...] | None = None
                     ) -> dict[str, dict[str, Any]]:
     """{task: SamplerConfig keyword arguments} of the best setting per task (see the module
     docstring for the metric deciding each task and the tie rule). Tasks no finished run scored
-    are left out; `mdm.sampling.SamplerConfig(**d)` builds each one."""
+    are left out; `mdm.samplers.SamplerConfig(**d)` builds each one."""
     out = {}
     for task in tasks or tuple(TASK_METRICS):
         f = task_frame(runs, task)
