@@ -15,13 +15,14 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q tests
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow" tests
 
 demo: $(STAMP)
-	$(VENV)/bin/python -m mdm.demo
+	$(VENV)/bin/python -m launch.demo
 
 clean:
 	rm -rf $(VENV) *.egg-info

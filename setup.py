@@ -36,7 +36,7 @@ setup(
         "pyyaml>=6,<7",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "nbclient>=0.10,<1",
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "ruff>=0.5", "nbclient>=0.10,<1",
                  "nbformat>=5.10,<6", "ipykernel>=6.29,<8"],
         "tensorboard": ["tensorboardX>=2.6,<3"],
     },
@@ -47,7 +47,8 @@ setup(
             "mdm-figures=analysis.cli:figures_main",
             "mdm-tokenize=mdm.data.tokenize:main",
             "mdm-plan=mdm.plan:main",
-            "mdm-sample=mdm.generate:main",
+            "mdm-generate=mdm.generate:main",
+            "mdm-sample=mdm.generate:main",          # old name of mdm-generate (one release)
             "mdm-launch=launch.cli:main",
         ],
     },

@@ -18,11 +18,11 @@ reason recorded under "skipped" (never an exception from `make_all_figures`).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import re
 import warnings
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -104,7 +104,134 @@ def batch_size_from_runs(rs: RunSet, loss: str = "bits_text", target: float | di
     return fit, data
 
 
-STUDIES = ("laws", "isoflop", "mixing", "batch_size", "sde", "schedules", "sampling")
+@dataclasses.dataclass
+class _Context:
+    """What every study function gets: the fit settings and `attempt`, which runs one fit and
+    records a failure under results["skipped"][name] instead of raising."""
+    metric: str
+    n_bootstrap: int
+    seed: int
+    skipped: dict[str, str]
+
+    def attempt(self, name: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except (AnalysisError, ValueError, KeyError, np.linalg.LinAlgError) as e:
+            self.skipped[name] = f"{type(e).__name__}: {e}"
+            return None
+
+    def loss_column(self, frame: pd.DataFrame, modality: str = "text") -> str:
+        col = f"{self.metric}_{modality}"
+        return col if col in frame.columns else self.metric
+
+
+def _study_laws(sel: RunSet, ctx: _Context) -> dict[str, Any]:
+    done, excluded = select_done(sel.runs)
+    out: dict[str, Any] = {}
+    mods = modalities_present(done, ctx.metric)
+    laws = ctx.attempt("laws", lambda: fit_modality_laws(
+        sel.runs[sel.runs["done"]], mods, mode="separate", loss=ctx.metric + "_{m}",
+        n_bootstrap=ctx.n_bootstrap, seed=ctx.seed))
+    if laws is None:
+        return out
+    laws.excluded += excluded
+    out["laws"] = laws
+    Cg = np.geomspace(float(done["C"].min()) / 10, float(done["C"].max()) * 100, 15)
+    k = float(np.nanmedian(done["flops_per_token"] / done["N"]))
+    out["allocation"] = {m: ctx.attempt(f"allocation_{m}", lambda f=f: compute_optimal(f, C=Cg, k=k))
+                         for m, f in laws.fits.items()}
+    if len(mods) > 1:
+        out["laws_joint"] = ctx.attempt("laws_joint", lambda: fit_modality_laws(
+            done, list(laws.fits), mode="joint", loss=ctx.metric + "_{m}",
+            n_bootstrap=ctx.n_bootstrap, seed=ctx.seed, separate=laws))
+    return out
+
+
+def _study_isoflop(sel: RunSet, ctx: _Context) -> dict[str, Any]:
+    done, excluded = select_done(sel.runs)
+    fits = {}
+    for m in modalities_present(done, ctx.metric):
+        r = ctx.attempt(f"isoflop_{m}", lambda m=m: fit_isoflop(
+            done, loss=f"{ctx.metric}_{m}", n="N", d="D", budget="C"))
+        if r is not None:
+            r.excluded = excluded + r.excluded
+            fits[m] = r
+    return {"isoflop": fits}
+
+
+def _study_mixing(sel: RunSet, ctx: _Context) -> dict[str, Any]:
+    done, excluded = select_done(sel.runs)
+    doms = [d for d in MIX_DOMAINS if d in done.columns]
+    targets = [f"{ctx.metric}_{m}" for m in modalities_present(done, ctx.metric)]
+    fits = {t: ctx.attempt(f"mixing_{t}", lambda t=t: fit_mixing_law(done, t, doms)) for t in targets}
+    fits = {k: v for k, v in fits.items() if v is not None}
+    lin = {t: ctx.attempt(f"mixing_linear_{t}", lambda t=t: fit_mixing_law(done, t, doms, law="linear"))
+           for t in targets}
+    for f in fits.values():
+        f.excluded = excluded + f.excluded
+    out = {"mixing": fits, "mixing_linear": {k: v for k, v in lin.items() if v is not None},
+           "mixing_runs": done}
+    if fits:
+        out["optimal_mixture"] = ctx.attempt("optimal_mixture", lambda: optimal_mixture(fits))
+    return out
+
+
+def _study_batch_size(sel: RunSet, ctx: _Context) -> dict[str, Any]:
+    res = ctx.attempt("batch_size", lambda: batch_size_from_runs(
+        sel, loss=ctx.loss_column(sel.evals)))
+    return {} if res is None else {"batch_size": res[0], "batch_data": res[1]}
+
+
+def _study_sde(sel: RunSet, ctx: _Context) -> dict[str, Any]:
+    done, excluded = select_done(sel.runs)
+    r = ctx.attempt("sde", lambda: sde_collapse(sel.evals, done, loss=ctx.loss_column(sel.evals)))
+    if r is None:
+        return {}
+    r.excluded = excluded + r.excluded
+    return {"sde": r, "sde_curves": (sel.evals, done)}
+
+
+def _study_schedules(sel: RunSet, ctx: _Context) -> dict[str, Any]:
+    t = ctx.attempt("schedules", lambda: schedule_table(sel.runs, metric=ctx.metric))
+    return {} if t is None else {"schedules": t}
+
+
+def _study_sampling(sel: RunSet, ctx: _Context) -> dict[str, Any]:
+    t = ctx.attempt("sampling", lambda: sampling_table(sel.runs))
+    return {} if t is None else {"sampling": t}
+
+
+def _has_done(rs: RunSet) -> bool:
+    return len(select_done(rs.runs)[0]) > 0
+
+
+def _has_mixtures(rs: RunSet) -> bool:
+    done = select_done(rs.runs)[0]
+    return len(done) > 0 and sum(d in done.columns for d in MIX_DOMAINS) >= 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """One row of the study table: which sweep feeds it (SWEEP_PATTERNS key), when it can run,
+    what to say when it cannot, and the function that fits it."""
+    name: str
+    sweep: str
+    fit: Callable[[RunSet, _Context], dict[str, Any]]
+    missing: str
+    usable: Callable[[RunSet], bool] = _has_done
+
+
+STUDY_TABLE: tuple[Study, ...] = (
+    Study("laws", "scaling", _study_laws, "no finished runs in the scaling sweep"),
+    Study("isoflop", "isoflop", _study_isoflop, "no finished runs in an isoflop sweep"),
+    Study("mixing", "mixing", _study_mixing,
+          "no finished runs with config.data.mixture.* in a mixing sweep", _has_mixtures),
+    Study("batch_size", "batch_size", _study_batch_size, "no finished runs in a batch sweep"),
+    Study("sde", "sde", _study_sde, "no finished runs in an sde sweep"),
+    Study("schedules", "schedules", _study_schedules, "no finished runs in a schedule sweep"),
+    Study("sampling", "sampling", _study_sampling, "no finished runs in a sampling sweep"),
+)
+STUDIES = tuple(s.name for s in STUDY_TABLE)
 
 
 def analyse(source: str | RunSet, sweeps: Mapping[str, str] | None = None, n_bootstrap: int = 200,
@@ -116,114 +243,15 @@ def analyse(source: str | RunSet, sweeps: Mapping[str, str] | None = None, n_boo
         raise AnalysisError(f"unknown studies {sorted(unknown)}; known: {STUDIES}")
     rs = _runset(source)
     out: dict[str, Any] = {"skipped": {}, "root": rs.root}
-
-    def attempt(name, fn):
-        try:
-            return fn()
-        except (AnalysisError, ValueError, KeyError, np.linalg.LinAlgError) as e:
-            out["skipped"][name] = f"{type(e).__name__}: {e}"
-            return None
-
-    sc = _select(rs, "scaling", sweeps)
-    done, _ = select_done(sc.runs)
-    if "laws" not in studies:
-        pass
-    elif len(done):
-        mods = modalities_present(done, metric)
-        laws = attempt("laws", lambda: fit_modality_laws(sc.runs[sc.runs["done"]], mods, mode="separate",
-                                                         loss=metric + "_{m}", n_bootstrap=n_bootstrap, seed=seed))
-        if laws is not None:
-            laws.excluded += select_done(sc.runs)[1]
-            out["laws"] = laws
-            Cg = np.geomspace(float(done["C"].min()) / 10, float(done["C"].max()) * 100, 15)
-            out["allocation"] = {m: attempt(f"allocation_{m}", lambda f=f: compute_optimal(
-                f, C=Cg, k=float(np.nanmedian(done["flops_per_token"] / done["N"]))))
-                for m, f in laws.fits.items()}
-        if len(mods) > 1 and laws is not None:
-            out["laws_joint"] = attempt("laws_joint", lambda: fit_modality_laws(
-                done, list(laws.fits), mode="joint", loss=metric + "_{m}", n_bootstrap=n_bootstrap,
-                seed=seed, separate=laws))
-    else:
-        out["skipped"]["laws"] = "no finished runs in the scaling sweep"
-
-    iso = _select(rs, "isoflop", sweeps)
-    idone, iexcl = select_done(iso.runs)
-    if "isoflop" not in studies:
-        pass
-    elif len(idone):
-        out["isoflop"] = {}
-        for m in modalities_present(idone, metric):
-            r = attempt(f"isoflop_{m}", lambda m=m: fit_isoflop(idone, loss=f"{metric}_{m}", n="N", d="D", budget="C"))
-            if r is not None:
-                r.excluded = iexcl + r.excluded
-                out["isoflop"][m] = r
-    else:
-        out["skipped"]["isoflop"] = "no finished runs in an isoflop sweep"
-
-    mx = _select(rs, "mixing", sweeps)
-    mdone, mexcl = select_done(mx.runs)
-    doms = [d for d in MIX_DOMAINS if d in mdone.columns]
-    if "mixing" not in studies:
-        pass
-    elif len(mdone) and len(doms) >= 2:
-        tg = [f"{metric}_{m}" for m in modalities_present(mdone, metric)]
-        fits = {t: attempt(f"mixing_{t}", lambda t=t: fit_mixing_law(mdone, t, doms)) for t in tg}
-        fits = {k: v for k, v in fits.items() if v is not None}
-        lin = {t: attempt(f"mixing_linear_{t}", lambda t=t: fit_mixing_law(mdone, t, doms, law="linear")) for t in tg}
-        for f in fits.values():
-            f.excluded = mexcl + f.excluded
-        out["mixing"] = fits
-        out["mixing_linear"] = {k: v for k, v in lin.items() if v is not None}
-        if fits:
-            out["optimal_mixture"] = attempt("optimal_mixture", lambda: optimal_mixture(fits))
-        out["mixing_runs"] = mdone
-    else:
-        out["skipped"]["mixing"] = "no finished runs with config.data.mixture.* in a mixing sweep"
-
-    bs = _select(rs, "batch_size", sweeps)
-    if "batch_size" not in studies:
-        pass
-    elif len(select_done(bs.runs)[0]):
-        res = attempt("batch_size", lambda: batch_size_from_runs(bs, loss=f"{metric}_text"
-                                                                 if f"{metric}_text" in bs.evals.columns
-                                                                 else f"{metric}"))
-        if res is not None:
-            out["batch_size"], out["batch_data"] = res
-    else:
-        out["skipped"]["batch_size"] = "no finished runs in a batch sweep"
-
-    sd = _select(rs, "sde", sweeps)
-    sdone, sexcl = select_done(sd.runs)
-    if "sde" not in studies:
-        pass
-    elif len(sdone):
-        lossc = f"{metric}_text" if f"{metric}_text" in sd.evals.columns else metric
-        r = attempt("sde", lambda: sde_collapse(sd.evals, sdone, loss=lossc))
-        if r is not None:
-            r.excluded = sexcl + r.excluded
-            out["sde"] = r
-            out["sde_curves"] = (sd.evals, sdone)
-    else:
-        out["skipped"]["sde"] = "no finished runs in an sde sweep"
-
-    sch = _select(rs, "schedules", sweeps)
-    if "schedules" not in studies:
-        pass
-    elif len(select_done(sch.runs)[0]):
-        t = attempt("schedules", lambda: schedule_table(sch.runs, metric=metric))
-        if t is not None:
-            out["schedules"] = t
-    else:
-        out["skipped"]["schedules"] = "no finished runs in a schedule sweep"
-    sa = _select(rs, "sampling", sweeps)
-    if "sampling" not in studies:
-        pass
-    elif len(select_done(sa.runs)[0]):
-        t = attempt("sampling", lambda: sampling_table(sa.runs))
-        if t is not None:
-            out["sampling"] = t
-    else:
-        out["skipped"]["sampling"] = "no finished runs in a sampling sweep"
+    ctx = _Context(metric, n_bootstrap, seed, out["skipped"])
+    for study in STUDY_TABLE:
+        if study.name not in studies:
+            continue
+        sel = _select(rs, study.sweep, sweeps)
+        if study.usable(sel):
+            out.update(study.fit(sel, ctx))
+        else:
+            out["skipped"][study.name] = study.missing
     return out
 
 
@@ -246,7 +274,8 @@ def results_to_json(results: Mapping[str, Any]) -> dict[str, Any]:
 
 def make_all_figures(source: str | RunSet, out_dir: str, sweeps: Mapping[str, str] | None = None,
                      n_bootstrap: int = 200, seed: int = 0, formats=("png", "pdf"),
-                     write_results: bool = True, results: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     write_results: bool = True, results: Mapping[str, Any] | None = None,
+                     studies: tuple[str, ...] = STUDIES) -> dict[str, Any]:
     """Fit everything (`analyse`) and draw every figure whose data is present into `out_dir`.
 
     Writes <name>.png/.pdf per figure, and (write_results) fits.json plus the tables as CSV.
@@ -256,7 +285,8 @@ def make_all_figures(source: str | RunSet, out_dir: str, sweeps: Mapping[str, st
     from . import figures as F
 
     rs = _runset(source)
-    res = dict(results) if results is not None else analyse(rs, sweeps=sweeps, n_bootstrap=n_bootstrap, seed=seed)
+    res = dict(results) if results is not None else analyse(
+        rs, sweeps=sweeps, n_bootstrap=n_bootstrap, seed=seed, studies=studies)
     os.makedirs(out_dir, exist_ok=True)
     made: dict[str, list[str]] = {}
     skipped = dict(res.get("skipped", {}))
@@ -272,12 +302,14 @@ def make_all_figures(source: str | RunSet, out_dir: str, sweeps: Mapping[str, st
     if "laws" in res:
         sc = _select(rs, "scaling", sweeps)
         draw("loss_vs_compute", lambda: F.plot_loss_vs_compute(select_done(sc.runs)[0], res["laws"]))
+    allocs = {m: a for m, a in (res.get("allocation") or {}).items() if a is not None}
     if res.get("isoflop"):
         iso_done = select_done(_select(rs, "isoflop", sweeps).runs)[0]
         m0 = next(iter(res["isoflop"]))
         draw("isoflop", lambda: F.plot_isoflop(res["isoflop"][m0], iso_done))
-        allocs = {m: a for m, a in (res.get("allocation") or {}).items() if a is not None}
         draw("frontier", lambda: F.plot_frontier(isoflop=res["isoflop"][m0], allocations=allocs))
+    elif allocs:
+        draw("frontier", lambda: F.plot_frontier(allocations=allocs))
     if res.get("mixing"):
         draw("mixing", lambda: F.plot_mixing(res["mixing_runs"], res["mixing"], res.get("optimal_mixture"),
                                              baseline=res.get("mixing_linear")))

@@ -1,21 +1,22 @@
-"""Read a finished sampling-defaults study (experiments/sampling.py, runs written by mdm.sample)
-and choose the sampler defaults per task.
+"""Choose the sampler defaults per task from a finished sampling-defaults study
+(experiments/sampling.py, runs written by mdm.eval_samples). Pure pandas: no JAX.
 
-    python -m mdm.sampling_study RUNS_ROOT [--sweep REGEX] [--checkpoint RUN_DIR] [--out DIR]
+    python -m analysis.sampling_defaults RUNS_ROOT [--sweep REGEX] [--checkpoint RUN_DIR]
+        [--out DIR]
 
-Each task is decided by one metric of the demo held-out evaluation (mdm.demo_eval), averaged
-over the runs (seeds) that share a setting:
+Each task is decided by one metric of the demo held-out evaluation (mdm.generation_eval),
+averaged over the runs (seeds) that share a setting:
 
-    task     runs' summary key   metric (summary.sampling.<key>.<metric>)            better
-    t2i      t2i                 attribute_accuracy: mean of the image checker's      higher
-                                 digit, shape, colour, position, size accuracies
-    t2s      t2s                 mcd_db: mel-cepstral distortion to the reference     lower
-    caption  i2t                 cer: character error rate (length oracle)            lower
-    asr      s2t                 cer                                                  lower
-    text     text                bigram_js: bigram JS divergence to held-out text     lower
+    task   metric (summary.sampling.<task>.<metric>)                              better
+    t2i    attribute_accuracy: mean of the image checker's digit, shape, colour,  higher
+           position, size accuracies
+    t2s    mcd_db: mel-cepstral distortion to the reference                      lower
+    i2t    cer: character error rate (length oracle)                             lower
+    s2t    cer                                                                   lower
+    text   bigram_js: bigram JS divergence to held-out text                      lower
 
-A setting is the run's config.sampling.<section> (text for text, image for t2i / caption,
-audio for t2s / asr): sampler, steps, temperature, guidance, top_p, unmask_schedule. Ties on the
+A setting is the run's config.sampling.<section> (text for text, image for t2i / i2t,
+audio for t2s / s2t): sampler, steps, temperature, guidance, top_p, unmask_schedule. Ties on the
 metric go to fewer steps, then less guidance (w = 0 skips the unconditional pass), then the
 faster setting. The tables are analysis.sampling_table (mean, standard error over runs when a
 setting has several, difference to the best, rank) plus the measured seconds per sample.
@@ -38,14 +39,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# eval task (mdm.sampling_defaults key) -> (mdm.sample task key, metric, higher_is_better, section)
+from mdm.run_contract import TASK_MODALITY
+
+from .stats import AnalysisError
+from .tables import sampling_table
+
+# task (mdm.run_contract.GENERATION_TASKS) -> (its summary.sampling key, decisive metric,
+# higher_is_better, the config.sampling section it samples with)
+_DECISIVE: dict[str, tuple[str, bool]] = {
+    "t2i": ("attribute_accuracy", True), "t2s": ("mcd_db", False), "i2t": ("cer", False),
+    "s2t": ("cer", False), "text": ("bigram_js", False)}
 TASK_METRICS: dict[str, tuple[str, str, bool, str]] = {
-    "t2i": ("t2i", "attribute_accuracy", True, "image"),
-    "t2s": ("t2s", "mcd_db", False, "audio"),
-    "caption": ("i2t", "cer", False, "image"),
-    "asr": ("s2t", "cer", False, "audio"),
-    "text": ("text", "bigram_js", False, "text"),
-}
+    t: (t, metric, higher, TASK_MODALITY[t]) for t, (metric, higher) in _DECISIVE.items()}
 IMAGE_ATTRIBUTES = ("digit", "shape", "colour", "position", "size")
 # config.sampling.<section>.<field> -> SamplerConfig field
 FIELDS: dict[str, str] = {"sampler": "method", "steps": "steps", "temperature": "temperature",
@@ -92,7 +97,7 @@ def task_frame(runs: pd.DataFrame, task: str) -> pd.DataFrame:
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise StudyError(f"{task}: the runs lack the setting column(s) {missing}; are they "
-                         "mdm.sample runs of experiments/sampling.py?")
+                         "mdm.eval_samples runs of experiments/sampling.py?")
     sec = f"summary.sampling.{key}.seconds_per_sample"
     out = df[cols].copy()
     out[col] = value
@@ -145,7 +150,6 @@ def choose_defaults(runs: pd.DataFrame, tasks: tuple[str, ...] | None = None
 def task_table(runs: pd.DataFrame, task: str) -> pd.DataFrame:
     """analysis.sampling_table of the decisive metric over the settings that vary, with the
     measured seconds per sample; best first."""
-    from analysis import sampling_table
     f = task_frame(runs, task)
     if f.empty:
         raise StudyError(f"{task}: no finished run has {metric_name(task)}")
@@ -271,7 +275,7 @@ def write_outputs(result: dict[str, Any], runs: pd.DataFrame, out: str, meta: di
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mdm.sampling_study",
+    ap = argparse.ArgumentParser(prog="python -m analysis.sampling_defaults",
                                  description="choose sampler defaults from a sampling study")
     ap.add_argument("runs_root", help="runs root holding the study's sweeps")
     ap.add_argument("--sweep", default="^sampling",
@@ -284,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     import warnings
 
-    from analysis import AnalysisError, load_runs
+    from .loading import load_runs
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mdm.run_contract import CONFIG_FILE, DONE_FILE, EVAL_FILE, METRICS_FILE, SUMMARY_FILE
+from mdm.run_contract import CONFIG_FILE, DONE_FILE, EVAL_FILE, METRICS_FILE, MODALITIES, SUMMARY_FILE
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
@@ -63,7 +63,7 @@ BUDGETS = (3e13, 1e14, 3e14, 1e15)
 BATCH_NS = (2e5, 8e5, 3.2e6, 1.28e7)
 VOCAB = 4096
 SEQ_LEN = 128
-MODS = ("text", "image", "audio")
+MODS = MODALITIES
 
 
 def law_loss(N, D, law: dict[str, float]) -> np.ndarray:

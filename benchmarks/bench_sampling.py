@@ -27,7 +27,7 @@ def main() -> None:
     from experiments.base import get_config
     from mdm.samplers import Prompt, SamplerConfig, sample
     from mdm.token_space import IMAGE, TokenSpace
-    from mdm.trainer import model_config
+    from mdm.assemble import model_config
     from mdm.model import Transformer
 
     c = get_config(args.preset)

@@ -27,8 +27,6 @@ uses the same numbers the trainer logs.
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Any
 
 import ml_collections as mlc
 
@@ -88,28 +86,22 @@ def apply_size(cfg: mlc.ConfigDict, name: str) -> mlc.ConfigDict:
     return cfg
 
 
-@functools.lru_cache(maxsize=256)
-def _counts(model_cfg: Any, seq_len: int) -> tuple[tuple[str, int], ...]:
-    from mdm.model import Transformer, count_params
-    from mdm.train_state import abstract_params
-    return tuple(sorted(count_params(abstract_params(Transformer(model_cfg), seq_len)).items()))
+def _measures(cfg: mlc.ConfigDict) -> dict[str, float]:
+    from mdm.flops import model_measures
+    from mdm.token_space import TokenSpace
+    from mdm.assemble import model_config
+    mcfg = model_config(cfg, TokenSpace.from_config(cfg.token_space))
+    return model_measures(mcfg, int(cfg.data.seq_len))
 
 
 def param_counts(cfg: mlc.ConfigDict) -> dict[str, int]:
     """Measured parameter counts of cfg's model (params_total, params_non_embedding, ...)."""
-    from mdm.token_space import TokenSpace
-    from mdm.trainer import model_config
-    mcfg = model_config(cfg, TokenSpace.from_config(cfg.token_space))
-    return dict(_counts(mcfg, min(int(cfg.data.seq_len), 64)))  # counts do not depend on L
+    return {k: v for k, v in _measures(cfg).items() if k.startswith("params_")}
 
 
 def flops_per_token(cfg: mlc.ConfigDict) -> float:
     """Training FLOPs per token of cfg's model at cfg's sequence length (mdm.flops)."""
-    from mdm.flops import flops_per_token as fpt
-    m = cfg.model
-    head_dim = m.head_dim or m.width // m.num_heads
-    return fpt(param_counts(cfg)["params_non_embedding"], m.depth, cfg.data.seq_len,
-               m.num_heads * head_dim)
+    return _measures(cfg)["flops_per_token"]
 
 
 # --- config and sweep -----------------------------------------------------------------------

@@ -11,9 +11,11 @@
        by the demo checkers and metrics
     6. write a one-page report (markdown + PNGs) and print its path
 
-    python -m mdm.demo [--scale small|tiny] [--quick] [--parallel 2] [--out runs]
+    python -m launch.demo [--scale small|tiny] [--quick] [--parallel 2] [--out runs]
 
-Ctrl-C stops the runs at a checkpoint; running the same command again resumes.
+Ctrl-C stops the runs at a checkpoint; running the same command again resumes. A pipeline over
+the lab's Python APIs: the launcher's `run_sweep` (launch.api), the analysis package's fits and
+figures, and the library's Generator / generation_eval for the samples.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-MODS = ("text", "image", "audio")
+from mdm.run_contract import MODALITIES as MODS
 
 
 def _say(msg: str) -> None:
@@ -45,53 +47,45 @@ def prepare_data(data_root: str, scale: str, seq_len: int, demo_dir: str = ""
 
 
 def launch_grid(runs_root: str, shards: str, manifest: dict[str, Any], seq_len: int,
-                sweep_arg: str, parallel: int) -> int:
-    from launch import cli
+                sweep_arg: str, parallel: int) -> Any:
+    """Run the demo grid with the local executor (launch.api.run_sweep); returns its SweepRun."""
+    from launch.api import run_sweep
     ts = manifest["token_space"]
-    sets = [f"data.seq_len={seq_len}", f"token_space.text_vocab={ts['text_vocab']}",
-            f"token_space.image_vocab={ts['image_vocab']}",
-            f"token_space.audio_vocab={ts['audio_vocab']}", "token_space.pad_vocab_to=128"]
-    argv = ["run", f"experiments/demo.py:{sweep_arg},source=shards,path={os.path.abspath(shards)}",
-            "--runs-root", runs_root, "--executor", "local", "--parallel", str(parallel)]
-    for s in sets:
-        argv += ["--set", s]
-    return cli.main(argv)
+    sets = {"data.seq_len": str(seq_len), "token_space.text_vocab": str(ts["text_vocab"]),
+            "token_space.image_vocab": str(ts["image_vocab"]),
+            "token_space.audio_vocab": str(ts["audio_vocab"]), "token_space.pad_vocab_to": "128"}
+    expr = f"experiments/demo.py:{sweep_arg},source=shards,path={os.path.abspath(shards)}"
+    return run_sweep(expr, runs_root, sets, executor="local", parallel=parallel)
 
 
 def fit_and_plot(runs_root: str, sweep: str, out: str) -> dict[str, Any]:
+    """Per-modality laws, compute-optimal allocations and figures for the demo sweep, through
+    analysis.make_all_figures (the study table's "laws" entry)."""
     import warnings
 
     import numpy as np
 
     import analysis as A
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        # degenerate bootstrap refits (an exponent ~ 0 on a tiny grid) overflow harmlessly
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return _fit_and_plot(A, runs_root, sweep, out)
-
-
-def _fit_and_plot(A: Any, runs_root: str, sweep: str, out: str) -> dict[str, Any]:
-    rs = A.load_runs(runs_root)
+    rs = A.load_runs(runs_root, warn=False)
     runs = rs.sweep(f"^{sweep}$").done()
     if len(runs) < 5:
         raise RuntimeError(f"only {len(runs)} finished runs in {runs_root}/{sweep}; the law needs "
                            "at least 5 (rerun `make demo` to finish the grid)")
-    laws = A.fit_modality_laws(runs, mode="separate", n_bootstrap=200)
-    fits_json = os.path.join(out, "fits.json")
-    laws.save(fits_json)
-    allocs = {}
-    for m, f in laws.fits.items():
-        try:
-            allocs[m] = A.compute_optimal(f, C=[1e15, 1e18, 1e21])
-        except A.AnalysisError as e:  # a degenerate law (alpha or beta ~ 0) has no optimum
-            _say(f"no compute-optimal allocation for {m}: {e}")
-    figs = {"loss_vs_compute": A.save_figure(A.plot_loss_vs_compute(runs, laws), out,
-                                             "loss_vs_compute")}
-    if allocs:
-        figs["frontier"] = A.save_figure(A.plot_frontier(allocations=allocs), out, "frontier")
-        for m, a in allocs.items():
-            a.save(os.path.join(out, f"allocation_{m}.json"))
-    return {"runs": runs, "laws": laws, "allocs": allocs, "figures": figs, "fits_json": fits_json}
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # degenerate bootstrap refits (an exponent ~ 0 on a tiny grid) overflow harmlessly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        made = A.make_all_figures(rs, out, sweeps={"scaling": f"^{sweep}$"}, studies=("laws",),
+                                  n_bootstrap=200)
+    res = made["results"]
+    if "laws" not in res:
+        raise RuntimeError(f"the scaling laws could not be fitted: {made['skipped']}")
+    allocs = {m: a for m, a in (res.get("allocation") or {}).items() if a is not None}
+    for m in res["laws"].fits:
+        if m not in allocs:
+            _say(f"no compute-optimal allocation for {m}: "
+                 f"{made['skipped'].get(f'allocation_{m}', 'degenerate law')}")
+    return {"runs": runs, "laws": res["laws"], "allocs": allocs, "figures": made["figures"],
+            "fits_json": os.path.join(out, "fits.json")}
 
 
 def best_run(runs: Any) -> str:
@@ -102,9 +96,9 @@ def best_run(runs: Any) -> str:
 
 
 def sample_best(run_dir: str, demo: Any, out: str, num: int) -> dict[str, Any]:
-    from mdm.demo_eval import TASKS, evaluate_task
-    from mdm.generate import Generator
-    from mdm.sampling_defaults import DEFAULTS
+    from mdm.generation import Generator
+    from mdm.generation_eval import evaluate_task
+    from mdm.generation_tasks import DEFAULTS, TASKS
     g = Generator(run_dir)
     results = {}
     for task in TASKS:
@@ -173,11 +167,11 @@ def write_report(out: str, info: dict[str, Any], fits: dict[str, Any], samples: 
               "cannot separate it. Longer runs and a wider size range (the same experiment "
               "file, larger sizes and budgets) resolve it."]
     if allocs:
-        L += ["", "Compute-optimal allocation under C = 6 N D: N* ~ C^a, D* ~ C^b.", "",
-              "| modality | a | b | tokens per parameter at C = 1e18 |", "|---|---|---|---|"]
+        L += ["", "Compute-optimal allocation (C = FLOPs per token x D): N* ~ C^a, D* ~ C^b.", "",
+              "| modality | a | b | tokens per parameter (at C) |", "|---|---|---|---|"]
         for m, a in allocs.items():
-            row = [r for r in a.table if abs(math.log10(r["C"]) - 18) < 1e-6]
-            tpp = f"{row[0]['tokens_per_param']:.3g}" if row else "-"
+            row = a.table[len(a.table) // 2] if a.table else None
+            tpp = f"{row['tokens_per_param']:.3g} (C = {row['C']:.2g})" if row else "-"
             L.append(f"| {m} | {a.a:.3f} | {a.b:.3f} | {tpp} |")
     L += ["", "![loss vs compute](loss_vs_compute.png)", ""]
     if "frontier" in fits["figures"]:
@@ -200,8 +194,8 @@ def write_report(out: str, info: dict[str, Any], fits: dict[str, Any], samples: 
           "of this size can do after a minute of training: expect chance-level T2I attributes "
           "and noisy speech; the same study at scale is the same experiment file with a larger "
           "size family (see README).", "",
-          "## Files", "", f"- fits: `{os.path.relpath(fits['fits_json'], out)}` and "
-          "`allocation_<modality>.json`", "- figures: `loss_vs_compute.png/pdf`, `frontier.png/pdf`",
+          "## Files", "", f"- fits: `{os.path.relpath(fits['fits_json'], out)}` (laws with "
+          "bootstrap intervals, allocations)", "- figures: `loss_vs_compute.png/pdf`, `frontier.png/pdf`",
           f"- runs: `{info['runs_root']}/{info['sweep']}/<run id>/` (config.json, metrics.jsonl, "
           "eval.jsonl, summary.json, checkpoints/)"]
     path = os.path.join(out, "report.md")
@@ -215,7 +209,7 @@ def write_report(out: str, info: dict[str, Any], fits: dict[str, Any], samples: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mdm.demo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m launch.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", default="small", help="demo data scale: small | tiny")
     ap.add_argument("--data", default="data", help="cache directory for data and shards")
     ap.add_argument("--out", default="runs", help="runs root (the report goes to <out>/demo_report)")
@@ -237,11 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     sweep = "demo"
     _say(f"3/6 the scaling grid ({sweep_arg}) with the local executor")
     try:
-        rc = launch_grid(a.out, shards, manifest, a.seq_len, sweep_arg, a.parallel)
+        grid = launch_grid(a.out, shards, manifest, a.seq_len, sweep_arg, a.parallel)
     except KeyboardInterrupt:
         _say("interrupted: runs were asked to checkpoint; run the same command again to resume")
         return 130
-    if rc != 0:
+    if not grid.ok:
         _say("some runs did not finish (see the per-run logs under "
              f"{a.out}/{sweep}/.launch/logs); fitting what finished")
     out = os.path.join(a.out, "demo_report")

@@ -16,6 +16,7 @@ import shlex
 import sys
 from typing import Any, Callable, Mapping
 
+from experiments.sweep import SweepError, parse_scalar
 from launch.spec import LaunchError, RunSpec
 
 
@@ -29,16 +30,9 @@ class Option:
 def parse_option(name: str, text: Any, opt: Option, executor: str) -> Any:
     if not isinstance(text, str):
         return text
-    try:
-        if opt.type is bool:
-            low = text.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        return opt.type(text)
-    except ValueError:
+    try:   # the same reading of bool / int / float text as config arguments
+        return parse_scalar(text, opt.type(), name, f"executor {executor}")
+    except SweepError:
         raise LaunchError(f"executor {executor}: option {name}={text!r} is not a valid "
                           f"{opt.type.__name__}") from None
 

@@ -10,6 +10,7 @@ written or submitted.
 from __future__ import annotations
 
 import datetime
+import importlib
 import importlib.util
 import os
 from typing import Any, Mapping, Sequence
@@ -73,17 +74,16 @@ def plan(expr: str, runs_root: str, sets: Mapping[str, str] | None = None,
     if require_entrypoint and not entrypoint_exists(sweep.entrypoint):
         raise LaunchError(f"{expr}: the sweep runs `python -m {sweep.entrypoint}`, which does not "
                           "exist yet; expand or --dry-run it, or launch it once it is built")
-    from mdm.config_validation import ConfigError, validate_config
+    from mdm.config_validation import ConfigError
+    validator = _validator(sweep.entrypoint) if require_entrypoint or \
+        sweep.entrypoint == "mdm.train" else None
     root = os.path.abspath(runs_root)
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     specs = []
     for e in expanded:
         try:
-            if sweep.entrypoint == "mdm.train":
-                validate_config(e.config)
-            elif sweep.entrypoint == "mdm.sample" and require_entrypoint:
-                from mdm.sample import validate as validate_sampling_run
-                validate_sampling_run(e.config)
+            if validator is not None:
+                validator(e.config)
         except ConfigError as err:
             raise LaunchError(f"{expr}, point {e.point.name!r}: {err}") from None
         overrides = dict(e.point.overrides)
@@ -102,6 +102,21 @@ def _safe(name: str) -> str:
         return safe_name(name)
     except SweepError:
         return ""
+
+
+# entry point -> the function that checks a run's config before anything is written
+VALIDATORS: dict[str, str] = {
+    "mdm.train": "mdm.config_validation:validate_config",
+    "mdm.eval_samples": "mdm.generation_tasks:validate",
+    "mdm.sample": "mdm.generation_tasks:validate",     # the old name of mdm.eval_samples
+}
+
+
+def _validator(entrypoint: str) -> Any:
+    if entrypoint not in VALIDATORS:
+        return None
+    mod, fn = VALIDATORS[entrypoint].split(":")
+    return getattr(importlib.import_module(mod), fn)
 
 
 def entrypoint_exists(module: str) -> bool:

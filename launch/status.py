@@ -22,6 +22,7 @@ import time
 from typing import Any, Iterable
 
 from launch.spec import RunSpec, read_state
+from mdm import run_contract as rc
 
 STATUSES = ("done", "running", "queued", "preempted", "failed", "missing")
 
@@ -48,24 +49,6 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _last_jsonl(path: str) -> dict[str, Any]:
-    """The last complete JSON line of a file (reads the tail only)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 65536))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return {}
-    for line in reversed(lines):
-        try:
-            return json.loads(line)
-        except ValueError:
-            continue
-    return {}
-
-
 def run_status(spec: RunSpec, stale_s: float = 600.0, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     d = spec.run_dir
@@ -76,31 +59,31 @@ def run_status(spec: RunSpec, stale_s: float = 600.0, now: float | None = None) 
     state = read_state(spec)
     if state.get("job_id"):
         row["job"] = state["job_id"]
-    metrics = _last_jsonl(os.path.join(d, "metrics.jsonl"))
+    metrics = rc.last_record(os.path.join(d, rc.METRICS_FILE))
     if metrics:
         row["tokens"], row["loss"] = metrics.get("tokens"), metrics.get("loss")
-    ev = _last_jsonl(os.path.join(d, "eval.jsonl"))
+    ev = rc.last_record(os.path.join(d, rc.EVAL_FILE))
     if ev:
         row["bits"] = ev.get("bits")
-    cfg_path = os.path.join(d, "config.json")
+    cfg_path = os.path.join(d, rc.CONFIG_FILE)
     if os.path.exists(cfg_path):
         try:
             with open(cfg_path) as f:
                 row["total_tokens"] = json.load(f)["resolved"]["total_tokens"]
         except (OSError, ValueError, KeyError):
             pass
-    if os.path.exists(os.path.join(d, "DONE")):
+    if os.path.exists(os.path.join(d, rc.DONE_FILE)):
         row["status"] = "done"
         return row
-    summary, summary_t = {}, _mtime(os.path.join(d, "summary.json"))
+    summary, summary_t = {}, _mtime(os.path.join(d, rc.SUMMARY_FILE))
     if summary_t:
         try:
-            with open(os.path.join(d, "summary.json")) as f:
+            with open(os.path.join(d, rc.SUMMARY_FILE)) as f:
                 summary = json.load(f)
         except (OSError, ValueError):
             summary = {}
     run_activity = max(_mtime(os.path.join(d, f)) for f in
-                       ("config.json", "metrics.jsonl", "eval.jsonl"))
+                       (rc.CONFIG_FILE, rc.METRICS_FILE, rc.EVAL_FILE))
     activity = max(run_activity, _mtime(spec.log_path))
     st = state.get("state")
     if st == "running":
@@ -127,8 +110,8 @@ def run_status(spec: RunSpec, stale_s: float = 600.0, now: float | None = None) 
             row["status"] = "running"
         else:
             row["status"] = "failed"
-            rc = state.get("rc")
-            row["detail"] = f"exit {rc}" if rc is not None else "died without a summary"
+            code = state.get("rc")
+            row["detail"] = f"exit {code}" if code is not None else "died without a summary"
     return row
 
 

@@ -36,6 +36,7 @@ import sys
 import time
 
 from launch.spec import RunSpec, write_state
+from mdm import run_contract as rc
 
 PREEMPTED = 75
 
@@ -104,7 +105,7 @@ def _combine(codes: list[int]) -> int:
 
 def run(spec: RunSpec, python: str = sys.executable, coordinator: str = "",
         requeue: bool = True, max_requeues: int = 20, grace_s: float = 60.0) -> int:
-    if os.path.exists(os.path.join(spec.run_dir, "DONE")):
+    if os.path.exists(os.path.join(spec.run_dir, rc.DONE_FILE)):
         _say(None, f"{spec.run_id}: already done ({spec.run_dir}/DONE), skipped")
         return 0
     os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
@@ -143,10 +144,10 @@ def run(spec: RunSpec, python: str = sys.executable, coordinator: str = "",
             for p in procs:
                 if p.poll() is None:
                     p.kill()
-    rc = _combine([p.returncode for p in procs])
-    _say(log, f"{spec.run_id}: exit {rc}")
-    write_state(spec, "exited", rc=rc, job_id=job or None)
-    if rc == PREEMPTED and requeue and os.environ.get("SLURM_JOB_ID"):
+    code = _combine([p.returncode for p in procs])
+    _say(log, f"{spec.run_id}: exit {code}")
+    write_state(spec, "exited", rc=code, job_id=job or None)
+    if code == PREEMPTED and requeue and os.environ.get("SLURM_JOB_ID"):
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
         if restarts >= max_requeues:
             _say(log, f"not requeued: already restarted {restarts} times (--max-requeues)")
@@ -160,9 +161,9 @@ def run(spec: RunSpec, python: str = sys.executable, coordinator: str = "",
             r = subprocess.run(["scontrol", "requeue", jid], capture_output=True, text=True)
             if r.returncode != 0:
                 _say(log, f"scontrol requeue failed: {r.stderr.strip()}")
-                write_state(spec, "exited", rc=rc, job_id=job or None)
+                write_state(spec, "exited", rc=code, job_id=job or None)
     log.close()
-    return rc
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from mdm.optim import SDE_RULES
+from mdm.run_contract import MODALITIES
 from mdm.schedules import get_schedule
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -47,7 +48,7 @@ def validate_config(c: Any) -> None:
         _check(ts[f] > 0, f"token_space.{f}", f"must be positive, got {ts[f]}")
 
     o = c.objective
-    for mod in ("text", "image", "audio"):
+    for mod in MODALITIES:
         try:
             get_schedule(o.schedule[mod])
         except ValueError as e:
@@ -62,7 +63,7 @@ def validate_config(c: Any) -> None:
     _check(d.source != "shards" or bool(d.path), "data.path",
            "must name a token-shard directory when data.source == 'shards'")
     _check(d.seq_len >= 16, "data.seq_len", f"must be >= 16, got {d.seq_len}")
-    mix = {k: float(d.mixture[k]) for k in ("text", "image", "audio")}
+    mix = {k: float(d.mixture[k]) for k in MODALITIES}
     _check(all(v >= 0 for v in mix.values()), "data.mixture", f"ratios must be >= 0, got {mix}")
     _check(abs(sum(mix.values()) - 1.0) < 1e-6, "data.mixture",
            f"ratios must sum to 1, got {mix} (sum {sum(mix.values()):.6g})")

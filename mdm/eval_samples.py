@@ -1,28 +1,27 @@
 """Command line: sample from one trained checkpoint with one set of sampler settings and score the
 outputs on the demo held-out split; the entry point of the sampling-defaults study
-(experiments/sampling.py, ENTRYPOINT "mdm.sample").
+(experiments/sampling.py, ENTRYPOINT "mdm.eval_samples"; `python -m mdm.sample` is its old name).
 
-    python -m mdm.sample --config experiments/sampling.py:modality=image,steps=32,guidance=2 \
+    python -m mdm.eval_samples --config experiments/sampling.py:modality=image,steps=32,guidance=2 \
         --workdir runs/sampling/one --config.sampling.checkpoint=runs/demo/s0-t8e4-7a74b777 \
         [--config.sampling.num_samples=8] [--config.sampling.tasks=t2i+i2t]
 
 What it does:
   1. loads the checkpoint run (`sampling.checkpoint`, a run directory; `sampling.step`, -1 =
-     newest checkpoint) with mdm.generate.Generator;
+     newest checkpoint) with mdm.generation.Generator;
   2. finds the demo data set the checkpoint was trained on through its token-shard manifest
      (manifest["tokenizers"][kind]["path"] is <demo root>/tokenizers/<kind>), which gives the
      held-out prompts, references and checkers;
   3. maps each modality section of `config.sampling` to a SamplerConfig
-         sampler -> method, unmask_schedule -> schedule (linear | cosine), steps, temperature,
-         guidance, top_p
-     and runs the configured tasks (`sampling.tasks`, '+'-joined) on the first
-     `sampling.num_samples` held-out items, `sampling.batch_size` rows per sampler call:
-         study task   demo_eval task   section   decisive metric (mdm.sampling_study)
-         text         text             text      bigram_js (lower)
-         t2i          t2i              image     attribute_accuracy (higher)
-         i2t          caption          image     cer (lower)
-         t2s          t2s              audio     mcd_db (lower)
-         s2t          asr              audio     cer (lower)
+     (mdm.generation_tasks.validate) and runs the configured tasks (`sampling.tasks`,
+     '+'-joined, mdm.generation_tasks.TASKS) on the first `sampling.num_samples` held-out items,
+     `sampling.batch_size` rows per sampler call, scored by mdm.generation_eval:
+         task   section   decisive metric (analysis.sampling_defaults)
+         text   text      bigram_js (lower)
+         t2i    image     attribute_accuracy (higher)
+         i2t    image     cer (lower)
+         t2s    audio     mcd_db (lower)
+         s2t    audio     cer (lower)
      (`attribute_accuracy` = the mean of the image checker's digit, shape, colour, position and
      size accuracies that are present); outputs are saved with Generator.save under
      <workdir>/samples/<task>/;
@@ -56,75 +55,17 @@ from typing import Any
 from absl import app, flags
 from ml_collections import config_flags
 
-# study task -> (demo_eval task, sampling section)
-TASKS: dict[str, tuple[str, str]] = {
-    "text": ("text", "text"),
-    "t2i": ("t2i", "image"),
-    "i2t": ("caption", "image"),
-    "t2s": ("t2s", "audio"),
-    "s2t": ("asr", "audio"),
-}
+from mdm import run_contract as rc
+
 IMAGE_ATTRIBUTES = ("digit", "shape", "colour", "position", "size")
-SECTION_FIELDS = ("steps", "temperature", "guidance", "sampler", "top_p", "unmask_schedule")
 
 
 class SampleError(ValueError):
     """The checkpoint or the demo data cannot be used for sampling; the message says why."""
 
 
-# --- settings -------------------------------------------------------------------------------------
-def sampler_config(section: Any, name: str = "") -> Any:
-    """A config.sampling.<modality> section -> mdm.samplers.SamplerConfig.
-
-    sampler -> method, unmask_schedule -> schedule, steps, temperature, guidance, top_p; the
-    rest keep SamplerConfig's defaults (uniform time grid, constant guidance, no top-k).
-    """
-    from mdm.config_validation import ConfigError
-    from mdm.samplers import SamplerConfig
-    where = f"config.sampling.{name}" if name else "config.sampling.<modality>"
-    missing = [f for f in SECTION_FIELDS if f not in section]
-    if missing:
-        raise ConfigError(f"{where}: missing field(s) {missing}")
-    if section["unmask_schedule"] not in ("linear", "cosine"):
-        raise ConfigError(f"{where}.unmask_schedule: must be linear or cosine, got "
-                          f"{section['unmask_schedule']!r}")
-    try:
-        return SamplerConfig(method=str(section["sampler"]), steps=int(section["steps"]),
-                             temperature=float(section["temperature"]),
-                             guidance=float(section["guidance"]), top_p=float(section["top_p"]),
-                             schedule=str(section["unmask_schedule"]))
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: {e}") from None
-
-
-def study_tasks(cfg: Any) -> list[str]:
-    from mdm.config_validation import ConfigError
-    tasks = [t for t in str(cfg.sampling.tasks).split("+") if t]
-    bad = [t for t in tasks if t not in TASKS]
-    if not tasks or bad:
-        raise ConfigError(f"config.sampling.tasks: must be a '+'-joined subset of "
-                          f"{tuple(TASKS)}, got {cfg.sampling.tasks!r}")
-    return list(dict.fromkeys(tasks))
-
-
-def validate(cfg: Any) -> dict[str, Any]:
-    """Check config.sampling (ConfigError naming the field); returns {task: SamplerConfig}."""
-    from mdm.config_validation import ConfigError
-    if "sampling" not in cfg:
-        raise ConfigError("config has no `sampling` section; use experiments/sampling.py")
-    from experiments.sampling import validate_sampling
-    validate_sampling(cfg)
-    s = cfg.sampling
-    if not str(s.checkpoint):
-        raise ConfigError("config.sampling.checkpoint: empty; set it to the run directory to "
-                          "sample (--config.sampling.checkpoint=RUN_DIR, or checkpoint=RUN_DIR "
-                          "in the config / sweep argument)")
-    return {t: sampler_config(s[TASKS[t][1]], TASKS[t][1]) for t in study_tasks(cfg)}
-
-
 # --- the checkpoint and its demo data ----------------------------------------------------------------
 def _checkpoint_steps(run_dir: str) -> list[int]:
-    from mdm import run_contract as rc
     d = os.path.join(run_dir, rc.CHECKPOINT_DIR)
     if not os.path.isdir(d):
         return []
@@ -134,7 +75,6 @@ def _checkpoint_steps(run_dir: str) -> list[int]:
 
 def resolve_checkpoint(path: str, step: int = -1) -> tuple[str, dict[str, Any], int]:
     """(absolute run dir, its config.json, the checkpoint step); SampleError when unusable."""
-    from mdm import run_contract as rc
     run_dir = os.path.abspath(path)
     if not os.path.isdir(run_dir):
         raise SampleError(f"checkpoint run {path!r} does not exist (config.sampling.checkpoint "
@@ -149,7 +89,7 @@ def resolve_checkpoint(path: str, step: int = -1) -> tuple[str, dict[str, Any], 
         raise SampleError(
             f"{run_dir} was trained on {data.get('source', 'unknown')!r} data, which has no "
             "tokenizers to decode samples and no demo held-out split to score them; sample a run "
-            "trained on the demo token shards (python -m mdm.demo, or data.source=shards)")
+            "trained on the demo token shards (make demo, or data.source=shards)")
     steps = _checkpoint_steps(run_dir)
     if not steps:
         raise SampleError(f"{run_dir}: no checkpoint to sample from (empty or missing "
@@ -171,7 +111,7 @@ def find_demo(run_config: dict[str, Any]) -> Any:
     except ShardError as e:
         raise SampleError(f"the checkpoint's token shards are unusable: {e}") from None
     toks = manifest.get("tokenizers") or {}
-    kinds = ("text", "image", "audio")
+    kinds = rc.MODALITIES
     if not all(k in toks and toks[k].get("path") for k in kinds):
         raise SampleError(f"{shards}: the manifest names no {'/'.join(kinds)} tokenizer paths "
                           f"(has {sorted(toks)}); the demo data set cannot be found")
@@ -193,7 +133,7 @@ def _timed_generator_class():
     import jax.numpy as jnp
     import numpy as np
 
-    from mdm.generate import Generator
+    from mdm.generation import Generator
     from mdm.samplers import Prompt, sample
 
     class TimedGenerator(Generator):
@@ -241,8 +181,7 @@ def _timed_generator_class():
 
 # --- the run directory -------------------------------------------------------------------------------
 def _records_at(path: str, step: int) -> dict[str, Any] | None:
-    from mdm.run_contract import read_jsonl
-    recs, _ = read_jsonl(path)
+    recs, _ = rc.read_jsonl(path)
     recs = [r for r in recs if r.get("step", 0) <= step]
     return recs[-1] if recs else None
 
@@ -267,8 +206,8 @@ def run_sampling(cfg: Any, workdir: str, progress: bool = False) -> dict[str, An
     Raises ConfigError / SampleError before anything is written when the config or the
     checkpoint is unusable.
     """
-    from mdm import run_contract as rc
-    from mdm.demo_eval import evaluate_task
+    from mdm.generation_eval import evaluate_task
+    from mdm.generation_tasks import validate
     from mdm.run_logger import code_version
 
     samplers = validate(cfg)
@@ -288,7 +227,7 @@ def run_sampling(cfg: Any, workdir: str, progress: bool = False) -> dict[str, An
     t_start = time.perf_counter()
     gen = _timed_generator_class()(ck_dir, step, int(s.batch_size))
     for t in samplers:
-        kind = TASKS[t][1]
+        kind = rc.TASK_MODALITY[t]
         if kind in ("image", "audio") and not gen.media_len.get(kind):
             raise SampleError(f"{ck_dir}: its token shards have no held-out {kind} rows; task "
                               f"{t!r} needs them")
@@ -310,7 +249,6 @@ def run_sampling(cfg: Any, workdir: str, progress: bool = False) -> dict[str, An
         "model": ck_config["config"].get("model", {}),
         "demo_root": str(demo.root),
         "samplers": {t: dict(c.__dict__) for t, c in samplers.items()},
-        "eval_tasks": {t: TASKS[t][0] for t in samplers},
     })
     rc.write_json_atomic(os.path.join(workdir, rc.CONFIG_FILE), {
         "config": cfg.to_dict(), "resolved": resolved, "run_id": run_id, "sweep": sweep,
@@ -333,7 +271,7 @@ def run_sampling(cfg: Any, workdir: str, progress: bool = False) -> dict[str, An
         for t, scfg in samplers.items():
             gen.reset_timers()
             t0 = time.perf_counter()
-            metrics, outputs, prompts = evaluate_task(gen, demo, TASKS[t][0], scfg,
+            metrics, outputs, prompts = evaluate_task(gen, demo, t, scfg,
                                                       num=int(s.num_samples), seed=int(s.seed))
             m = task_metrics(t, metrics)
             m["seconds_per_sample"] = gen.sample_s / max(gen.rows, 1)
@@ -347,7 +285,7 @@ def run_sampling(cfg: Any, workdir: str, progress: bool = False) -> dict[str, An
                 tot[k] += v
             if progress:
                 shown = {k: round(v, 4) for k, v in m.items() if _finite(v)}
-                print(f"[mdm.sample] {t}: {shown} ({time.perf_counter() - t0:.1f} s)", flush=True)
+                print(f"[mdm.eval_samples] {t}: {shown} ({time.perf_counter() - t0:.1f} s)", flush=True)
         sampling["seconds_per_sample"] = tot["s"] / max(tot["rows"], 1)
         sampling["tokens_per_second"] = tot["tokens"] / tot["s"] if tot["s"] > 0 else float("nan")
         sampling["compile_s"] = tot["compile"]
@@ -372,7 +310,7 @@ def _final_eval(ck_summary: dict[str, Any], last_eval: dict[str, Any] | None,
     if not last_eval:
         return {}
     out = {}
-    for m in ("text", "image", "audio"):
+    for m in rc.MODALITIES:
         if f"nats_{m}" in last_eval:
             out[m] = {k: last_eval.get(f"{k}_{m}") for k in ("nats", "bits", "nats_se", "bits_se", "count")}
     return out

@@ -33,11 +33,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mdm.objective import Batch, ObjectiveConfig, corrupt, elbo_sums, gauss_legendre_grid, ratio_with_se
+from mdm.objective import (
+    Batch,
+    ObjectiveConfig,
+    corrupt,
+    elbo_sums,
+    gauss_legendre_grid,
+    ratio_with_se,
+)
+from mdm.run_contract import MODALITIES
 from mdm.schedules import ModalitySchedules
 from mdm.token_space import TokenSpace
 
-MODS = ("text", "image", "audio")
+MODS = MODALITIES
 LN2 = math.log(2.0)
 EVAL_SCHEME = "mask_rate_gauss_legendre"  # the reference parameterization above
 FIELDS = ("tokens", "segment_ids", "cond")

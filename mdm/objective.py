@@ -48,11 +48,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mdm.run_contract import MODALITIES
 from mdm.schedules import ModalitySchedules
 from mdm.token_space import LAYOUT, TokenSpace
 
 Array = jax.Array
-NUM_MODALITIES = 3  # text, image, audio (modality ids 1..3)
+NUM_MODALITIES = len(MODALITIES)  # text, image, audio (modality ids 1..3)
 _NEG = -1e30        # logit for disallowed ids: exp underflows to exactly 0 in float32
 
 
@@ -188,7 +189,7 @@ def loss_from_sums(s: ElboSums) -> tuple[Array, dict[str, Array]]:
     tot_c = s.counts.sum(0)
     loss = tot_s.sum() / jnp.maximum(tot_c.sum(), 1.0)
     per = {name: tot_s[i] / jnp.maximum(tot_c[i], 1.0)
-           for i, name in enumerate(("text", "image", "audio"))}
+           for i, name in enumerate(MODALITIES)}
     return loss, per
 
 

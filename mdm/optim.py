@@ -66,7 +66,6 @@ import dataclasses
 import math
 from typing import Any, Callable
 
-import jax
 import jax.numpy as jnp
 import optax
 

@@ -42,7 +42,7 @@ import ml_collections as mlc  # noqa: E402
 
 from mdm.assemble import build, setup_train_step  # noqa: E402
 from mdm.flops import model_measures  # noqa: E402
-from mdm.sharding import (data_parallel_size, mesh_from_config, rules_from_config)
+from mdm.sharding import data_parallel_size, mesh_from_config, rules_from_config  # noqa: E402
 
 
 @dataclasses.dataclass

@@ -164,3 +164,22 @@ def validate_run_dir(run_dir: str, require_done: bool = True) -> dict[str, Any]:
     if done and summary["status"] != "done":
         raise ContractError(f"{run_dir}: {DONE_FILE} present but status is {summary['status']}")
     return summary
+
+
+def last_record(path: str, tail_bytes: int = 65536) -> dict[str, Any]:
+    """The last complete JSON line of a .jsonl file, reading only its tail (for status checks
+    on large logs); {} when the file is missing or has no complete line."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - tail_bytes))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return {}

@@ -33,8 +33,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mdm.run_contract import MODALITIES
+
 LAYOUT, TEXT, IMAGE, AUDIO = 0, 1, 2, 3
-MODALITY_NAMES: tuple[str, ...] = ("text", "image", "audio")  # modality id m <-> name [m - 1]
+MODALITY_NAMES: tuple[str, ...] = MODALITIES  # modality id m <-> name [m - 1]
 MODALITY_IDS: dict[str, int] = {"text": TEXT, "image": IMAGE, "audio": AUDIO}
 
 SPECIAL_TOKENS: tuple[str, ...] = (

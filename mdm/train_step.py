@@ -31,12 +31,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mdm.objective import (Batch, ObjectiveConfig, corrupt, corrupt_pair, elbo_sums,
-                           sample_times)
+from mdm.objective import (
+    Batch,
+    ObjectiveConfig,
+    corrupt,
+    corrupt_pair,
+    elbo_sums,
+    sample_times,
+)
+from mdm.run_contract import MODALITIES
 from mdm.token_space import TokenSpace
 from mdm.train_state import TrainState
 
-MODS = ("text", "image", "audio")
+MODS = MODALITIES
 
 
 def _micro(x: jax.Array, k: int) -> jax.Array:

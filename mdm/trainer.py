@@ -37,7 +37,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from mdm import run_contract as rc
-from mdm.assemble import Built, build, make_evaluator, model_config, setup_train_step  # noqa: F401
+from mdm.assemble import build, make_evaluator, setup_train_step
 from mdm.checkpointing import Checkpointer
 from mdm.config_validation import ConfigError
 from mdm.distributed import describe_layout
@@ -56,7 +56,7 @@ TOKEN_CONVENTION = ("tokens = distinct data tokens seen (with complementary pair
                     "processed with both masks and counted once); tokens_processed and flops = "
                     "tokens through the model and the compute spent (both copies); "
                     "train.total_tokens and physical_batch count processed tokens / sequences")
-MODS = ("text", "image", "audio")
+MODS = rc.MODALITIES
 EXIT_CODES = {"done": 0, "failed": 1, "nan": 3, "preempted": 75}
 
 

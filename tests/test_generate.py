@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def generator(tiny_demo_run):
-    from mdm.generate import Generator
+    from mdm.generation import Generator
     return Generator(tiny_demo_run)
 
 
@@ -24,7 +24,8 @@ def test_every_task_decodes_to_its_modality(generator, tiny_demo):
     assert imgs.shape == (2, 32, 32, 3) and imgs.dtype == np.uint8
     waves = generator.t2s(["seven"], cfg)
     assert waves.shape == (1, 8000) and np.isfinite(waves).all()
-    caps = generator.caption(imgs, [6, 6], cfg)
+    caps = generator.i2t(imgs, [6, 6], cfg)
+    assert generator.caption == generator.i2t           # the old name stays for one release
     assert len(caps) == 2 and all(isinstance(c, str) for c in caps)
     assert len(generator.tokenizers["text"].encode(caps[0])) <= 12
     texts = generator.text(3, 16, cfg, prompt="The")
@@ -37,7 +38,8 @@ def test_every_task_decodes_to_its_modality(generator, tiny_demo):
 
 
 def test_demo_metrics_are_computed_for_every_task(generator, tiny_demo):
-    from mdm.demo_eval import TASKS, evaluate_task
+    from mdm.generation_eval import evaluate_task
+    from mdm.generation_tasks import TASKS
     cfg = SamplerConfig(steps=4)
     for task in TASKS:
         m, out, prompts = evaluate_task(generator, tiny_demo, task, cfg, num=4, text_len=16)

@@ -15,7 +15,7 @@ from mdm.optim import lr_schedule, make_optimizer
 from mdm.sharding import mesh_context, mesh_from_config, rules_from_config
 from mdm.train_state import abstract_params, create_state
 from mdm.train_step import make_train_step
-from mdm.trainer import build
+from mdm.assemble import build
 
 
 def _tiny(**kw) -> ModelConfig:

@@ -190,7 +190,7 @@ def test_evaluation_does_not_depend_on_the_training_schedule():
     training schedules: the same bits per token (the model has no time input, so the ELBO is a
     property of the model), within 0.1%."""
     from experiments.base import get_config
-    from mdm.trainer import build, make_evaluator
+    from mdm.assemble import build, make_evaluator
     bits = {}
     for spec in ("linear", "cosine", "poly:0.5", "poly:2"):
         c = get_config("tiny")

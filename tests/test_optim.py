@@ -12,7 +12,7 @@ from mdm.optim import lr_schedule, make_optimizer, sde_reparameterize
 from mdm.sharding import mesh_context, mesh_from_config, rules_from_config
 from mdm.train_state import create_state
 from mdm.train_step import make_train_step
-from mdm.trainer import build
+from mdm.assemble import build
 
 
 @pytest.mark.parametrize("B,D", [(256, 1e9), (64, 1e9), (1024, 4e9), (32, 2.5e8)])

@@ -1,5 +1,6 @@
-"""The sampling-defaults study: mdm.sample (one setting -> a contract run directory with sample
-metrics) and mdm.sampling_study (runs -> the best setting per task, defaults.json, a table)."""
+"""The sampling-defaults study: mdm.eval_samples (one setting -> a contract run directory with
+sample metrics) and analysis.sampling_defaults (runs -> the best setting per task,
+defaults.json, a table)."""
 import json
 import math
 import os
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mdm import run_contract as rc
-from mdm.sampling_study import TASK_METRICS, StudyError, choose_defaults, main as study_main
+from analysis.sampling_defaults import StudyError, choose_defaults, main as study_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION = {"steps": 64, "temperature": 1.0, "guidance": 0.0, "sampler": "ancestral",
@@ -62,10 +63,10 @@ def _frame():
 def test_choose_defaults_picks_the_known_best_setting_per_task():
     from mdm.samplers import SamplerConfig
     d = choose_defaults(_frame())
-    assert set(d) == {"t2i", "caption", "t2s", "text"}  # no run scored asr
+    assert set(d) == {"t2i", "i2t", "t2s", "text"}  # no run scored s2t
     assert d["t2i"] == dict(method="confidence", steps=32, temperature=1.0, guidance=2.0,
                             top_p=1.0, schedule="linear")
-    assert (d["caption"]["steps"], d["caption"]["guidance"]) == (64, 3.0)
+    assert (d["i2t"]["steps"], d["i2t"]["guidance"]) == (64, 3.0)
     assert (d["t2s"]["steps"], d["t2s"]["guidance"], d["t2s"]["method"]) == (64, 3.0, "confidence")
     assert (d["text"]["steps"], d["text"]["temperature"]) == (16, 0.9)
     for kw in d.values():
@@ -156,14 +157,14 @@ def test_study_cli_bad_input(tmp_path, capsys):
     assert json.load(open(tmp_path / "o" / "defaults.json"))["defaults"]["text"]["steps"] == 16
 
 
-# --- mdm.sample: configuration and checkpoint errors (no model needed) ------------------------------
+# --- mdm.eval_samples: configuration and checkpoint errors (no model needed) ------------------------------
 def _cfg(arg="checkpoint=/nowhere"):
     from experiments.sampling import get_config
     return get_config(arg)
 
 
 def test_sampling_sections_map_to_sampler_configs():
-    from mdm.sample import TASKS, validate
+    from mdm.generation_tasks import TASKS, validate
     c = _cfg("checkpoint=/x,modality=audio,steps=24,guidance=2,sampler=confidence,"
              "tasks=t2s+s2t+text+i2t")
     c.sampling.audio.unmask_schedule = "cosine"
@@ -176,7 +177,9 @@ def test_sampling_sections_map_to_sampler_configs():
     assert s["s2t"] == a                                  # s2t uses the audio section too
     assert s["text"].guidance == 0.0 and s["text"].steps == 128
     assert s["i2t"].guidance == 3.0                       # image section default
-    assert {t: TASKS[t][0] for t in ("i2t", "s2t")} == {"i2t": "caption", "s2t": "asr"}
+    # one task vocabulary: plain text plus the token space's task tokens
+    from mdm.token_space import TASKS as TOKEN_TASKS
+    assert set(TASKS) == {"text"} | {t.lower() for t in TOKEN_TASKS}
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -190,7 +193,7 @@ def test_sampling_sections_map_to_sampler_configs():
 ])
 def test_bad_sampling_values_name_the_field(field, value, message):
     from mdm.config_validation import ConfigError
-    from mdm.sample import validate
+    from mdm.generation_tasks import validate
     c = _cfg()
     node = c.sampling
     *head, last = field.split(".")
@@ -213,7 +216,7 @@ def _fake_run(tmp_path, source, steps=(), name=""):
 
 
 def test_unusable_checkpoints_are_clear_errors(tmp_path):
-    from mdm.sample import SampleError, resolve_checkpoint
+    from mdm.eval_samples import SampleError, resolve_checkpoint
     with pytest.raises(SampleError, match="does not exist"):
         resolve_checkpoint(str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
@@ -229,9 +232,10 @@ def test_unusable_checkpoints_are_clear_errors(tmp_path):
         resolve_checkpoint(ok, 30)
 
 
-def test_sample_cli_reports_a_missing_checkpoint_with_exit_2(tmp_path):
+@pytest.mark.parametrize("module", ["mdm.eval_samples", "mdm.sample"])   # new name, old alias
+def test_sample_cli_reports_a_missing_checkpoint_with_exit_2(tmp_path, module):
     out = tmp_path / "out"
-    p = subprocess.run([sys.executable, "-m", "mdm.sample", "--config",
+    p = subprocess.run([sys.executable, "-m", module, "--config",
                         "experiments/sampling.py:checkpoint=" + str(tmp_path / "nowhere"),
                         "--workdir", str(out)], cwd=REPO, capture_output=True, text=True,
                        timeout=120)
@@ -239,10 +243,10 @@ def test_sample_cli_reports_a_missing_checkpoint_with_exit_2(tmp_path):
     assert "does not exist" in p.stderr and not out.exists()
 
 
-# --- mdm.sample on a trained tiny demo model ---------------------------------------------------------
+# --- mdm.eval_samples on a trained tiny demo model ---------------------------------------------------------
 @pytest.mark.slow
 def test_sample_writes_a_contract_run_dir_with_finite_metrics(tiny_demo_run, tmp_path):
-    from mdm.sample import run_sampling
+    from mdm.eval_samples import run_sampling
     c = _cfg(f"checkpoint={tiny_demo_run},modality=image,steps=4,guidance=1,sampler=confidence,"
              "tasks=text+t2i+t2s+i2t+s2t,num_samples=2")
     c.sampling.text.steps = c.sampling.audio.steps = 4

@@ -11,7 +11,7 @@ from scipy import stats
 
 from mdm.model import ModelConfig, Transformer
 from mdm.samplers import Prompt, SamplerConfig, sample, time_grid, truncate
-from mdm.token_space import AUDIO, IMAGE, TEXT, TokenSpace, pair_sequence
+from mdm.token_space import IMAGE, TEXT, TokenSpace, pair_sequence
 
 SPACE = TokenSpace(text_vocab=12, image_vocab=9, audio_vocab=7, pad_vocab_to=8)
 

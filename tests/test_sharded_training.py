@@ -18,7 +18,8 @@ from mdm import run_contract as rc
 from mdm.optim import lr_schedule, make_optimizer
 from mdm.sharding import MeshError, make_mesh, mesh_from_config, resolve_mesh_shape, rules_from_config
 from mdm.train_state import create_state
-from mdm.trainer import build, train
+from mdm.assemble import build
+from mdm.trainer import train
 
 
 def short_config(steps: int = 12):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from mdm.data.shards import load_manifest, open_split
-from mdm.data.source import ShardSource
 from mdm.token_space import TokenSpace
 
 
@@ -54,7 +53,6 @@ def test_demo_shards_decode_back_to_the_inputs(tiny_demo, tiny_demo_shards):
 @pytest.mark.slow
 def test_cli_on_raw_files_and_resumption(tiny_demo, tmp_path, repo_root):
     import matplotlib.image as mpimg
-    from scipy.io import wavfile
     (tmp_path / "a.txt").write_text("The quick brown fox jumps over the lazy dog.")
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": f"document {i}."})
                                                 for i in range(20)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-MODALITIES = ("text", "image", "audio")
+from mdm.run_contract import MODALITIES
 
 
 def quotas(batch_size: int, mixture: Mapping[str, float]) -> dict[str, int]:

@@ -28,13 +28,14 @@ from typing import Any, Iterable
 import numpy as np
 import tensorstore as ts
 
+from mdm.run_contract import MODALITIES
 from mdm.token_space import Sequences, TokenSpace, validate_sequences
 
 FORMAT = "mdm-token-shards"
 VERSION = 1
 MANIFEST = "manifest.json"
 ARRAYS = {"tokens": np.int32, "segment_ids": np.int32, "cond": np.uint8}
-ROW_KINDS = ("text", "image", "audio")
+ROW_KINDS = MODALITIES
 SPLITS = ("train", "eval")
 
 

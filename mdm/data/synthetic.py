@@ -137,7 +137,7 @@ class SyntheticSource:
         if batch_size % process_count:
             raise ValueError(f"global batch {batch_size} not divisible by {process_count} processes")
         q = quotas(batch_size, self.mixture)
-        mods = [m for m in ("text", "image", "audio") for _ in range(q[m])]
+        mods = [m for m in MODALITIES for _ in range(q[m])]
         per = batch_size // process_count
         rows = range(process_index * per, (process_index + 1) * per)
         return self._rows([[self.data_seed, 0, step, r] for r in rows], [mods[r] for r in rows])

@@ -25,12 +25,20 @@ import hashlib
 import json
 import os
 import sys
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from mdm.data.shards import write_sequences
-from mdm.token_space import LayoutError, Sequences, TokenSpace, concat, pack_text, pair_sequence
+from mdm.run_contract import MODALITIES
+from mdm.token_space import (
+    LayoutError,
+    Sequences,
+    TokenSpace,
+    concat,
+    pack_text,
+    pair_sequence,
+)
 
 EVAL_SPLITS = ("valid", "eval", "test")
 
@@ -248,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             raw.waves, raw.transcripts, raw.audio_splits = _load_media(
                 args.audio, args.transcripts, "audio", "text", args.eval_fraction)
         tok_dir = args.tokenizers
-    toks = {k: load_tokenizer(os.path.join(tok_dir, k)) for k in ("text", "image", "audio")}
+    toks = {k: load_tokenizer(os.path.join(tok_dir, k)) for k in MODALITIES}
     m = tokenize(raw, toks, args.out, args.seq_len, args.pair_tasks.split(","), args.part_size)
     rows = {s: {k: v["rows"] for k, v in kinds.items()} for s, kinds in m["splits"].items()}
     print(json.dumps({"out": args.out, "rows": rows, "token_space": m["token_space"]}))

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from mdm.demo_data.scales import DemoScale, get_scale
 from mdm.demo_data.vocab import DIGIT_WORDS
+from mdm.run_contract import MODALITIES
 
 DEMO_FORMAT = "mdm-demo"
 DEMO_VERSION = 1  # bump when a generator or tokenizer recipe changes: every cached stage rebuilds
@@ -405,7 +406,7 @@ def _summarise(root: Path, sc: DemoScale, seed: int, keys: dict[str, str],
     from mdm.tokenizers import load_tokenizer
     info = {name: _stage_info(root, name) for name in keys}
     toks = {kind: load_tokenizer(root / "tokenizers" / kind).describe()
-            for kind in ("text", "image", "audio")}
+            for kind in MODALITIES}
     img_h = info["tokenizers/image"]["heldout"]
     aud_h = info["tokenizers/audio"]["heldout"]
     chk = info["checkers"]
@@ -422,7 +423,7 @@ def _summarise(root: Path, sc: DemoScale, seed: int, keys: dict[str, str],
             "audio_snr_db": aud_h["snr_db"],
             "audio_mel_distance_db": aud_h["mel_distance_db"],
             "train_seconds": {kind: info[f"tokenizers/{kind}"]["train_seconds"]
-                              for kind in ("text", "image", "audio")},
+                              for kind in MODALITIES},
         },
         "checkers": chk,
         "timings_seconds": timings,

@@ -26,10 +26,12 @@ from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
+from mdm.run_contract import MODALITIES
+
 META_FILE = "mdm_tokenizer.json"
 META_FORMAT = "mdm-tokenizer"
 META_VERSION = 1
-KINDS: tuple[str, ...] = ("text", "image", "audio")
+KINDS: tuple[str, ...] = MODALITIES
 
 
 class TokenizerError(ValueError):

@@ -1,7 +1,6 @@
 """Fixtures for the analysis tests: the published validation data and a synthetic runs root."""
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 

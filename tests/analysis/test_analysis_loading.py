@@ -6,12 +6,11 @@ import os
 import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from analysis.loading import flatten, load_runs, select_done
 from analysis.stats import AnalysisError
-from analysis.synthetic import SYNTH_LAWS, write_synthetic_runs
+from analysis.synthetic import SYNTH_LAWS
 from mdm.run_contract import validate_run_dir
 
 
@@ -99,7 +98,7 @@ def test_columns_flattened_and_measured(synth, runset):
 
 def test_absent_modality_has_no_values(tmp_path):
     from analysis.loading import modalities_present
-    from analysis.synthetic import _Writer, law_loss
+    from analysis.synthetic import _Writer
 
     root = str(tmp_path / "r")
     w = _Writer(root, np.random.default_rng(0))

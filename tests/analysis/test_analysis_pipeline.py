@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from analysis import cli
-from analysis.audit import audit_chinchilla
 from analysis.report import analyse, audit_runs, batch_size_from_runs, make_all_figures
 from analysis.synthetic import SYNTH_BATCH, SYNTH_MIXING, SYNTH_SCHEDULES
 from analysis.tables import comparison_table, schedule_table

@@ -7,7 +7,7 @@ import pytest
 from scipy import optimize
 
 from analysis.batch_size import critical_batch, fit_batch_size
-from analysis.chinchilla import chinchilla_problem, chinchilla_starts, fit_chinchilla, fit_chinchilla_arrays, fit_chinchilla_lsq
+from analysis.chinchilla import chinchilla_problem, fit_chinchilla, fit_chinchilla_arrays, fit_chinchilla_lsq
 from analysis.datasets import load_critical_batch, load_epoch_chinchilla, load_isoflops, load_regmix
 from analysis.isoflop import fit_isoflop
 from analysis.mixing import fit_mixing_law

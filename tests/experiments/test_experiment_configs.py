@@ -13,7 +13,7 @@ from launch.sweeps import config_hash, expand, get_sweep, load_module
 from mdm.flops import flops_per_token
 from mdm.model import count_params
 from mdm.train_state import abstract_params
-from mdm.trainer import build
+from mdm.assemble import build
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ID = re.compile(r"^[A-Za-z0-9._-]+-[0-9a-f]{8}$")
@@ -168,7 +168,7 @@ def test_study_sweeps_cover_their_axes():
     assert sum(all(s[m] == "linear" for m in ("text", "image", "audio")) for s in cfgs) == 1
     assert sum(s.image == "cosine" and s.text == "linear" for s in cfgs) == 1
     sa = sampling.sweep()
-    assert sa.entrypoint == "mdm.sample"
+    assert sa.entrypoint == "mdm.eval_samples"
     g = {(p.name.split("-")[0]) for p in sa.points}
     assert g == {"text", "image", "audio"}
     c = sampling.get_config("modality=audio,steps=64,guidance=5,sampler=confidence")
