@@ -191,7 +191,7 @@ def _finite(x: Any) -> bool:
 
 
 def task_metrics(task: str, metrics: dict[str, Any]) -> dict[str, float]:
-    """demo_eval metrics -> the numbers kept in summary.json (counts dropped; for t2i the mean
+    """mdm.generation_eval metrics -> the numbers kept in summary.json (counts dropped; for t2i the mean
     attribute accuracy added)."""
     out = {k: float(v) for k, v in metrics.items() if not k.startswith("num_")}
     if task == "t2i":
