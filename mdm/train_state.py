@@ -14,7 +14,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
 from mdm.sharding import mesh_context, replicated
 
@@ -44,15 +44,34 @@ def param_shardings(model: nn.Module, mesh: Mesh, rules: Any, seq_len: int) -> t
     return nn.unbox(boxed), nn.logical_to_mesh_sharding(logical, mesh, rules)
 
 
+def optimizer_shardings(opt_state: Any, params: Any, param_sh: Any, default: Any) -> Any:
+    """Shardings for an optimizer state: a leaf whose key path ends with a parameter's path and
+    has that parameter's shape (Adam moments, under per-group transforms too, where
+    optax.multi_transform leaves MaskedNode holes) takes the parameter's sharding; every other
+    leaf (step counts, scalars) takes `default`."""
+    by_path = {}
+    for (path, leaf), sh in zip(jax.tree_util.tree_flatten_with_path(params)[0],
+                                jax.tree_util.tree_leaves(param_sh)):
+        by_path[tuple(map(str, path))] = (tuple(leaf.shape), sh)
+
+    def pick(path: Any, leaf: Any) -> Any:
+        keys = tuple(map(str, path))
+        for i in range(len(keys)):
+            hit = by_path.get(keys[i:])
+            if hit is not None and hit[0] == tuple(leaf.shape):
+                return hit[1]
+        return default
+
+    return jax.tree_util.tree_map_with_path(pick, opt_state)
+
+
 def state_shardings(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
                     rules: Any, seq_len: int, ema: bool) -> tuple[TrainState, TrainState]:
     """(abstract unboxed state, NamedSharding tree of the same structure)."""
     params, param_sh = param_shardings(model, mesh, rules, seq_len)
     opt_abs = jax.eval_shape(tx.init, params)
     rep = replicated(mesh)
-    opt_sh = optax.tree_map_params(tx, lambda _, sh: sh, opt_abs, param_sh,
-                                   transform_non_params=lambda _: rep,
-                                   is_leaf=lambda x: isinstance(x, NamedSharding))
+    opt_sh = optimizer_shardings(opt_abs, params, param_sh, rep)
     abstract = TrainState(jax.ShapeDtypeStruct((), jnp.int32), params, opt_abs,
                           params if ema else None)
     shardings = TrainState(rep, param_sh, opt_sh, param_sh if ema else None)

@@ -72,6 +72,34 @@ def test_parameters_are_sharded_as_the_rules_say():
     assert state.step.sharding.spec == P()
 
 
+def test_completep_per_group_adam_moments_follow_their_parameters():
+    """Under CompleteP each parameter group has its own Adam inside optax.multi_transform (the
+    other groups' slots are MaskedNode holes): every moment must still take its parameter's
+    sharding, and the per-group step counters stay replicated."""
+    import optax
+    c = get_config("tiny")
+    c.model.update(parameterization="completep", base_width=32, base_depth=1)
+    c.mesh.update(data=2, fsdp=2, tensor=2)
+    b = build(c)
+    from mdm.assemble import setup_train_step
+    st = setup_train_step(c, b, mesh_from_config(c), rules_from_config(c))
+    state, _ = create_state(b.model, st.tx, mesh_from_config(c), rules_from_config(c), 64,
+                            jax.random.PRNGKey(0))
+    checked = 0
+    for name in ("mu", "nu"):
+        for moments in optax.tree_utils.tree_get_all_with_path(state.opt_state, name):
+            flat_m = jax.tree_util.tree_flatten_with_path(moments[1])[0]
+            for path, m in flat_m:
+                p = state.params
+                for k in path:
+                    p = p[k.key]
+                assert m.sharding.spec == p.sharding.spec, path
+                checked += 1
+    assert checked == 2 * len(jax.tree_util.tree_leaves(state.params))   # every param, mu and nu
+    counts = optax.tree_utils.tree_get_all_with_path(state.opt_state, "count")
+    assert len(counts) == 4 + 1 and all(c[1].sharding.spec == P() for c in counts)  # 4 Adams + lr
+
+
 def test_mesh_and_rule_errors_say_what_to_change():
     with pytest.raises(MeshError, match="do not divide the 8 devices"):
         resolve_mesh_shape((3, -1, 1), (1, 1, 1), 8)
