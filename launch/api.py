@@ -15,7 +15,7 @@ import fnmatch
 import sys
 from typing import Any, Callable, Mapping
 
-from launch.executor import executor_class
+from launch.executor import CLAIMED_EXIT, executor_class
 from launch.expand import plan
 from launch.spec import LaunchError, RunSpec
 from launch.status import run_status
@@ -34,7 +34,14 @@ class SweepRun:
 
     @property
     def failed(self) -> list[str]:
-        return sorted(r for r, code in (self.result.get("results") or {}).items() if code != 0)
+        return sorted(r for r, code in (self.result.get("results") or {}).items()
+                      if code not in (0, CLAIMED_EXIT))
+
+    @property
+    def claimed(self) -> list[str]:
+        """Runs another live process was already training (skipped, not failed)."""
+        return sorted(r for r, code in (self.result.get("results") or {}).items()
+                      if code == CLAIMED_EXIT)
 
     @property
     def ok(self) -> bool:

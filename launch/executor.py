@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 from experiments.sweep import SweepError, parse_scalar
 from launch.spec import LaunchError, RunSpec
+from mdm.run_claim import CLAIMED_EXIT  # noqa: F401 (a run another process owns: skipped)
 
 
 @dataclasses.dataclass(frozen=True)

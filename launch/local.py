@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from launch.executor import Executor, Option, worker_argv
+from launch.executor import CLAIMED_EXIT, Executor, Option, worker_argv
 from launch.spec import LaunchError, RunSpec
 
 
@@ -77,12 +77,16 @@ class LocalExecutor(Executor):
                     log.close()
                     del running[rid]
                     results[rid] = p.returncode
-                    if p.returncode != 0:
+                    if p.returncode == CLAIMED_EXIT:
+                        write(f"{rid}: skipped, another process is training it (log: "
+                              f"{s.log_path})")
+                    elif p.returncode != 0:
                         write(f"{rid}: exit {p.returncode} (log: {s.log_path})")
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(done=sum(c == 0 for c in results.values()),
-                                        failed=sum(c != 0 for c in results.values()))
+                                        failed=sum(c not in (0, CLAIMED_EXIT)
+                                                   for c in results.values()))
                 time.sleep(0.2)
         except KeyboardInterrupt:
             write("interrupted: asking the running runs to checkpoint and stop")
@@ -93,8 +97,9 @@ class LocalExecutor(Executor):
             if bar is not None:
                 bar.close()
         done = sum(c == 0 for c in results.values())
-        return {"submitted": len(specs), "results": results, "done": done,
-                "failed": len(results) - done}
+        claimed = sum(c == CLAIMED_EXIT for c in results.values())
+        return {"submitted": len(specs), "results": results, "done": done, "claimed": claimed,
+                "failed": len(results) - done - claimed}
 
     def _stop(self, running: dict) -> None:
         for p, _, _ in running.values():

@@ -2,8 +2,9 @@
 
     status   meaning
     done     DONE is present (summary.json status "done")
-    running  a launcher process or job is on it: its recorded pid is alive on this host, or the
-             run wrote a file within the last `stale_s` seconds (another host)
+    running  the trainer's claim (OWNER, mdm.run_claim) is held: its pid is alive on this host,
+             or its heartbeat is younger than `stale_s` (another host); for runs without a
+             claim file, a launcher pid alive on this host or a file written within `stale_s`
     queued   submitted to a scheduler (SLURM, xpk) and not started since
     preempted  stopped by SIGTERM or train.max_steps (summary status "preempted"): relaunch
              resumes it from its checkpoint
@@ -11,7 +12,7 @@
     missing  nothing on disk yet
 
 Per run: tokens reached and planned, the last logged training loss, the final (or latest) eval
-bits per token. Standard library only.
+bits per token. Standard library only (mdm.run_contract and mdm.run_claim are pure Python).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Any, Iterable
 
 from launch.spec import RunSpec, read_state
 from mdm import run_contract as rc
+from mdm.run_claim import owner_state, pid_alive
 
 STATUSES = ("done", "running", "queued", "preempted", "failed", "missing")
 
@@ -32,21 +34,6 @@ def _mtime(path: str) -> float:
         return os.path.getmtime(path)
     except OSError:
         return 0.0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped) is not running
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def run_status(spec: RunSpec, stale_s: float = 600.0, now: float | None = None) -> dict[str, Any]:
@@ -75,6 +62,12 @@ def run_status(spec: RunSpec, stale_s: float = 600.0, now: float | None = None) 
     if os.path.exists(os.path.join(d, rc.DONE_FILE)):
         row["status"] = "done"
         return row
+    # The trainer's own claim decides first: alive by pid on this host, by heartbeat elsewhere.
+    owner_is, owner = owner_state(d, stale_s, now)
+    if owner_is == "alive":
+        row["status"], row["detail"] = "running", f"pid {owner.get('pid')} on {owner.get('host')}"
+        return row
+    claimed_before = owner_is in ("dead", "released")   # a trainer ran here and is gone
     summary, summary_t = {}, _mtime(os.path.join(d, rc.SUMMARY_FILE))
     if summary_t:
         try:
@@ -86,9 +79,9 @@ def run_status(spec: RunSpec, stale_s: float = 600.0, now: float | None = None) 
                        (rc.CONFIG_FILE, rc.METRICS_FILE, rc.EVAL_FILE))
     activity = max(run_activity, _mtime(spec.log_path))
     st = state.get("state")
-    if st == "running":
+    if st == "running" and not claimed_before:
         if state.get("host") == socket.gethostname() and state.get("pid"):
-            alive = _pid_alive(int(state["pid"]))
+            alive = pid_alive(int(state["pid"]))
         else:
             alive = now - max(activity, state.get("time", 0)) < stale_s
         if alive:
@@ -97,7 +90,8 @@ def run_status(spec: RunSpec, stale_s: float = 600.0, now: float | None = None) 
     if st == "queued" and state.get("time", 0) >= run_activity:
         row["status"], row["detail"] = "queued", str(state.get("job_id", ""))
         return row
-    fresh = st != "exited" and now - activity < stale_s  # written to lately, by no known exit
+    # written to lately, by no known exit (only for runs whose trainer predates the claim file)
+    fresh = st != "exited" and now - activity < stale_s and not claimed_before
     if summary and not (fresh and run_activity > summary_t + 1):
         s = summary.get("status")
         row["status"] = "preempted" if s == "preempted" else "failed"

@@ -3,16 +3,26 @@ fractions of the budget, restore onto any mesh (the target shardings come from t
 
 A save is committed atomically by orbax (written to a temporary directory, then renamed), so a
 run killed mid-save leaves the previous checkpoint intact and `latest_step` never returns a
-partial one.
+partial one. A save that fails in the background (a full disk) is raised as CheckpointError by
+`check()`, which the trainer calls every step, so it is reported when it happens; `cleanup_tmp`
+removes the temporary directories a failed or killed save leaves.
 """
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any, Sequence
 
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint save failed (the message says why; earlier checkpoints are intact)."""
+
+
+TMP_MARKER = ".orbax-checkpoint-tmp"
 
 
 class Checkpointer:
@@ -32,7 +42,36 @@ class Checkpointer:
         return list(self.manager.all_steps())
 
     def save(self, step: int, state: Any) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        self.check()
+        try:
+            self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        except Exception as e:   # orbax raises plain exceptions (OSError, ValueError, ...)
+            raise CheckpointError(f"saving the checkpoint at step {step} failed: "
+                                  f"{type(e).__name__}: {e}") from None
+
+    def check(self) -> None:
+        """Raise CheckpointError if a background (asynchronous) save has failed."""
+        try:
+            self.manager.check_for_errors()
+        except Exception as e:
+            raise CheckpointError(f"a background checkpoint save failed: "
+                                  f"{type(e).__name__}: {e}") from None
+
+    def committed_steps(self) -> list[int]:
+        """Steps whose save has committed (read from the directory, no manager needed)."""
+        if not os.path.isdir(self.directory):
+            return []
+        return sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
+
+    def cleanup_tmp(self) -> list[str]:
+        """Remove temporary directories of failed or interrupted saves; returns their names."""
+        removed = []
+        if os.path.isdir(self.directory):
+            for name in os.listdir(self.directory):
+                if TMP_MARKER in name:
+                    shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+                    removed.append(name)
+        return removed
 
     def restore(self, step: int, abstract_state: Any, shardings: Any) -> Any:
         """Restore `step` directly into `shardings` (which may describe a different mesh)."""
@@ -57,5 +96,15 @@ class Checkpointer:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Wait for the last save to commit (CheckpointError if it failed), then close."""
+        try:
+            self.manager.wait_until_finished()
+            self.manager.check_for_errors()
+        except Exception as e:
+            raise CheckpointError(f"the last checkpoint save failed: {type(e).__name__}: {e}") \
+                from None
+        finally:
+            try:
+                self.manager.close()
+            except Exception:
+                pass

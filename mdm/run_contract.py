@@ -18,6 +18,8 @@ Pure Python (no JAX): the trainer writes these files, `analysis/` reads them.
       summary.json   {status, steps, tokens, flops, wall_s, final_eval: {m: {nats, bits,
                       nats_se, bits_se, count}}, ...}
       DONE           present only when the run finished (status "done")
+      OWNER          {host, pid, started, heartbeat, released}: who trains the run now
+                     (mdm.run_claim; flock-held while it trains)
       checkpoints/   orbax
       samples/       generated outputs
 
@@ -43,6 +45,7 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.jsonl"
 SUMMARY_FILE = "summary.json"
 DONE_FILE = "DONE"
+OWNER_FILE = "OWNER"          # the trainer's exclusive claim on the run (mdm.run_claim)
 CHECKPOINT_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 
@@ -81,11 +84,18 @@ def append_jsonl(path: str, record: dict[str, Any]) -> None:
 def write_json_atomic(path: str, obj: Any) -> None:
     """Write JSON to `path` atomically (write a temp file, then rename)."""
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, allow_nan=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, allow_nan=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:       # a full disk or a kill: leave no partial temp file behind
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def read_jsonl(path: str) -> tuple[list[dict[str, Any]], int]:

@@ -1,8 +1,11 @@
 """Writes the run directory of the contract (mdm.run_contract); process 0 only.
 
 Every line is appended and flushed; summary.json is written atomically; DONE last.
-On resume, records past the restored step are dropped (they will be logged again), so that a
-resumed run's metrics.jsonl equals an uninterrupted one's.
+Every (re)start makes the logs match the state it starts from (`start_from`): with no
+checkpoint the logs restart empty; from a checkpoint at step s, records past s are dropped (they
+will be logged again) together with any torn or garbled line a kill or a full disk left, so a
+resumed run's metrics.jsonl equals an uninterrupted one's and a stale summary / DONE never
+survives a restart.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from typing import Any
 
 from mdm import __version__
 from mdm import run_contract as rc
+
+RESERVE_FILE = ".summary_reserve"   # space set aside for summary.json (see RunWriter.reserve)
 
 
 def code_version() -> str:
@@ -77,25 +82,76 @@ class RunWriter:
             rc.append_jsonl(self.path(rc.EVAL_FILE), record)
             self._mirror("eval", record)
 
-    def truncate_after(self, step: int) -> None:
-        """Drop metrics / eval records with step > `step` (resume from a checkpoint at `step`)."""
+    def start_from(self, step: int | None) -> dict[str, int]:
+        """Make the logs consistent with a (re)start at `step` (None: no checkpoint, a fresh
+        start). Keeps the metrics / eval records with step <= `step` that parse as JSON
+        objects, in increasing step order (where a log written by an older version restarted
+        without cleaning up, the later history wins); drops everything else (later steps, torn
+        or garbled lines) and any summary.json / DONE. Returns {"dropped_<file>": n, "garbled_<file>": n}."""
+        report: dict[str, int] = {}
         if not self.enabled:
-            return
+            return report
         for name in (rc.METRICS_FILE, rc.EVAL_FILE):
             p = self.path(name)
-            records, _ = rc.read_jsonl(p)
-            kept = [r for r in records if r.get("step", 0) <= step]
-            tmp = p + ".tmp"
-            with open(tmp, "w") as f:
-                for r in kept:
-                    f.write(json.dumps(r, sort_keys=True) + "\n")
-            os.replace(tmp, p)
+            if not os.path.exists(p):
+                continue
+            kept, dropped, garbled = [], 0, 0
+            if step is not None:
+                with open(p, "r", encoding="utf-8", errors="replace") as f:
+                    for line in f:
+                        if not line.strip():
+                            continue
+                        try:
+                            r = json.loads(line)
+                        except ValueError:
+                            garbled += 1
+                            continue
+                        if not (isinstance(r, dict) and r.get("step", 0) <= step):
+                            dropped += 1
+                            continue
+                        while kept and kept[-1].get("step", 0) >= r.get("step", 0):
+                            kept.pop()          # an earlier restart rewound the history here
+                            dropped += 1
+                        kept.append(r)
+            if kept:
+                tmp = p + ".tmp"
+                try:
+                    with open(tmp, "w", encoding="utf-8") as f:
+                        for r in kept:
+                            f.write(json.dumps(r, sort_keys=True) + "\n")
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.replace(tmp, p)
+                except BaseException:
+                    if os.path.exists(tmp):
+                        os.remove(tmp)
+                    raise
+            else:
+                os.remove(p)
+            report[f"dropped_{name}"], report[f"garbled_{name}"] = dropped, garbled
         for name in (rc.SUMMARY_FILE, rc.DONE_FILE):
             if os.path.exists(self.path(name)):
                 os.remove(self.path(name))
+        return report
+
+    def truncate_after(self, step: int) -> None:
+        """Resume from a checkpoint at `step` (start_from(step))."""
+        self.start_from(step)
+
+    def reserve(self, nbytes: int = 1 << 16) -> None:
+        """Set disk space aside for the summary: a run that dies of a full disk frees it and
+        can still write summary.json (and say why it failed)."""
+        if self.enabled:
+            with open(self.path(RESERVE_FILE), "wb") as f:
+                f.write(b"\0" * nbytes)
+                f.flush()
+                os.fsync(f.fileno())
 
     def summary(self, summary: dict[str, Any]) -> None:
+        """Write summary.json atomically (freeing the reserved space first)."""
         if self.enabled:
+            if os.path.exists(self.path(RESERVE_FILE)):
+                os.remove(self.path(RESERVE_FILE))
             rc.write_json_atomic(self.path(rc.SUMMARY_FILE), summary)
 
     def done(self) -> None:

@@ -3,8 +3,10 @@
     python -m mdm.train --config experiments/base.py:tiny --workdir runs/demo/tiny \
         --config.optimizer.lr=1e-3 --config.mesh.fsdp=2
 
-Rerunning the same command resumes from the newest checkpoint. Exit codes: 0 done, 3 non-finite
-loss (status "nan"), 75 preempted (SIGTERM; rerun to resume), 2 bad config.
+Rerunning the same command resumes from the newest checkpoint (a finished run is left as it is).
+Exit codes: 0 done, 1 failed (summary.json says why), 2 bad config, 3 non-finite loss (status
+"nan"), 4 another live process is training this run (nothing touched), 75 preempted (SIGTERM;
+rerun to resume).
 """
 from __future__ import annotations
 
@@ -32,12 +34,16 @@ def _main(argv: list[str]) -> None:
     distributed.initialize(cfg)  # before any other JAX call
     from mdm.config_validation import ConfigError
     from mdm.sharding import MeshError
-    from mdm.trainer import EXIT_CODES, train
+    from mdm.run_claim import RunClaimed
+    from mdm.trainer import CLAIMED_EXIT, EXIT_CODES, train
     try:
         summary = train(cfg, _WORKDIR.value, progress=_PROGRESS.value)
     except (ConfigError, MeshError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except RunClaimed as e:
+        print(f"claimed: {e}", file=sys.stderr)
+        sys.exit(CLAIMED_EXIT)
     print(f"{summary['status']}: {summary['steps']} steps, {summary['tokens']:.3g} tokens -> "
           f"{_WORKDIR.value}")
     sys.exit(EXIT_CODES.get(summary["status"], 1))

@@ -235,7 +235,25 @@ class CheckpointHook:
         if self.ckpt is not None and (self.due(s) or stopping):
             self.ckpt.save(s, state)
 
+    def check(self) -> None:
+        """Raise CheckpointError now if a background save has failed (called every step)."""
+        if self.ckpt is not None:
+            self.ckpt.check()
+
     def close(self) -> None:
         """Wait for the last (asynchronous) save to commit."""
         if self.ckpt is not None:
             self.ckpt.close()
+
+    def abort(self) -> dict[str, Any]:
+        """After a failure: close without raising, remove temporary save directories; returns
+        {"last_checkpoint": the newest committed step or None, "removed_tmp": [...]}."""
+        if self.ckpt is None:
+            return {"last_checkpoint": None, "removed_tmp": []}
+        try:
+            self.ckpt.close()
+        except Exception:
+            pass
+        steps = self.ckpt.committed_steps()
+        last = steps[-1] if steps else None
+        return {"last_checkpoint": last, "removed_tmp": self.ckpt.cleanup_tmp()}

@@ -13,14 +13,24 @@ reads never stall the device; at eval / checkpoint / final steps and on preempti
 first. train.max_steps stops a run early (status "preempted", resumable); its cadences stay
 those of the full run.
 
-Exit statuses (summary.json "status", and the CLI's exit code): done (0), nan (3: a non-finite
-loss or gradient; nothing is saved after it, the previous checkpoint stays valid), preempted
-(75: SIGTERM; a checkpoint is saved at the next step boundary and logs are flushed; rerunning
-the same command resumes).
+One owner per run: process 0 takes the run directory's claim (mdm.run_claim) before touching
+it and refreshes its heartbeat every step; a second trainer of the same run stops at once with
+RunClaimed (exit 4). Every (re)start first makes the logs match the state it starts from
+(RunWriter.start_from: empty without a checkpoint, cut at the restored step otherwise, torn
+lines dropped). A finished run (DONE and a "done" summary) is not trained again: train() returns
+its summary and says so.
+
+Exit statuses (summary.json "status", and the CLI's exit code): done (0), failed (1: a checkpoint
+save or a log write failed, e.g. a full disk; summary.json names the error and the last good
+checkpoint, temporary save directories are removed), nan (3: a non-finite loss or gradient;
+nothing is saved after it, the previous checkpoint stays valid), preempted (75: SIGTERM; a
+checkpoint is saved at the next step boundary and logs are flushed; rerunning the same command
+resumes). Exit 4 (no summary written): another live process owns the run.
 """
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -32,11 +42,12 @@ import ml_collections as mlc
 
 from mdm import run_contract as rc
 from mdm.assemble import Built, build, make_evaluator, setup_train_step
-from mdm.checkpointing import Checkpointer
+from mdm.checkpointing import CheckpointError, Checkpointer
 from mdm.config_validation import ConfigError
 from mdm.distributed import describe_layout
 from mdm.flops import model_measures
 from mdm.optim import SDE_RULES, resolve_duration
+from mdm.run_claim import CLAIMED_EXIT, DEFAULT_STALE_S, RunClaim  # noqa: F401 (re-export)
 from mdm.run_logger import RunWriter
 from mdm.sharding import (data_parallel_size, mesh_context, mesh_from_config,
                           rules_from_config)
@@ -102,12 +113,43 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
     A SIGTERM that arrives while the run is still starting (building, compiling) stops it at
     its first step boundary, like one that arrives later.
     """
-    with _Preemption() as pre:
-        return _train(cfg, workdir, pre, progress, devices)
+    finished = finished_summary(workdir)
+    if finished is not None:
+        log.warning("%s already finished (DONE, status done): nothing to do", workdir)
+        return finished
+    owner = (RunClaim(workdir, stale_s=float(os.environ.get("MDM_CLAIM_STALE_S", DEFAULT_STALE_S)))
+             if jax.process_index() == 0 else _NoClaim())
+    with _Preemption() as pre, owner as claim:
+        return _train(cfg, workdir, pre, progress, devices, claim)
+
+
+def finished_summary(workdir: str) -> dict[str, Any] | None:
+    """The summary of a finished run (DONE present and summary.json status "done"), else None."""
+    if not os.path.exists(os.path.join(workdir, rc.DONE_FILE)):
+        return None
+    try:
+        with open(os.path.join(workdir, rc.SUMMARY_FILE), encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("status") == "done" else None
+
+
+class _NoClaim:
+    """Processes other than 0 of a multi-host run share process 0's claim."""
+
+    def __enter__(self) -> "_NoClaim":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def heartbeat(self, force: bool = False) -> None:
+        pass
 
 
 def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool | None,
-           devices: list | None) -> dict[str, Any]:
+           devices: list | None, claim: Any) -> dict[str, Any]:
     """Setup, the loop, the summary (module docstring); `pre` says when to stop early."""
     # Setup: the run, the mesh, the jitted step, the run directory, the state.
     b = build(cfg)
@@ -126,10 +168,15 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
                         run_id, cfg.sweep or _basename(_parent(workdir)))
     ckpt = _checkpointer(cfg, writer, b.total_steps)
     start = ckpt.latest_step() if ckpt else None
+    cleaned = writer.start_from(start)          # the logs now match the state we start from
+    writer.reserve()                            # room for summary.json even on a full disk
+    if any(v for k, v in cleaned.items() if k.startswith("garbled")):
+        log.warning("dropped torn or garbled log lines on restart: %s", cleaned)
+    if ckpt is not None:
+        ckpt.cleanup_tmp()                      # leftovers of a save that was killed
     if start is not None:
         with mesh_context(mesh):
             state = ckpt.restore(start, st.abstract, st.shardings)
-        writer.truncate_after(start)
         log.info("resumed from the checkpoint at step %d", start)
     else:
         state, _ = create_state(b.model, st.tx, mesh, rules, cfg.data.seq_len,
@@ -144,6 +191,8 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
     ckpt_steps = cadence_steps(cfg.checkpoint.every, cfg.train.total_tokens, b.tokens_per_step,
                                T) | {T}
     evals = EvalHook(evaluate, eval_steps, mesh, rules, writer, st.ema, b, fpt)
+    if start:   # a resumed run's final eval may predate the restart (killed before the summary)
+        evals.last = _last_record(writer.path(rc.EVAL_FILE))
     saver = CheckpointHook(ckpt, ckpt_steps)
     if cfg.train.max_steps:  # stop early (resumable): the cadences stay those of the full run
         T = min(T, start + cfg.train.max_steps) if start < T else T
@@ -157,38 +206,56 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
     pending = InFlight(logger)
 
     # The loop: one step in flight; drain (read the step at once) at eval, checkpoint and stop.
-    status = "done"
+    status, failure = "done", {}
     batches = b.source.iterate(start, T, b.rows_per_step, jax.process_index(), jax.process_count())
-    for step in range(start, T):
-        s = step + 1
-        state, metrics = st.step(state, put_batch(st.batch_sharding, next(batches)))
-        if not pending.push(s, metrics):      # reads step s - 1 while step s runs
-            status = "nan"
-            break
-        if evals.due(s) or saver.due(s) or s == T or pre.requested:
-            if not pending.drain():
+    try:
+        for step in range(start, T):
+            s = step + 1
+            state, metrics = st.step(state, put_batch(st.batch_sharding, next(batches)))
+            if not pending.push(s, metrics):      # reads step s - 1 while step s runs
                 status = "nan"
                 break
-            evals.run_if_due(s, state)
-            preempted = pre.requested
-            saver.save_if_due(s, state, stopping=preempted or s == T)
-            if preempted:
-                status = "preempted"
-                break
-            logger.restart_window()           # eval / save time is not step time
-        bar.update()
-    if status == "done" and not pending.drain():
-        status = "nan"
-    bar.close()
-    saver.close()
+            if evals.due(s) or saver.due(s) or s == T or pre.requested:
+                if not pending.drain():
+                    status = "nan"
+                    break
+                evals.run_if_due(s, state)
+                preempted = pre.requested
+                saver.save_if_due(s, state, stopping=preempted or s == T)
+                if preempted:
+                    status = "preempted"
+                    break
+                logger.restart_window()           # eval / save time is not step time
+            saver.check()                         # a failed background save stops the run now
+            claim.heartbeat()
+            bar.update()
+        if status == "done" and not pending.drain():
+            status = "nan"
+        bar.close()
+        saver.close()
+    except (CheckpointError, OSError) as e:       # a failed save or log write (a full disk)
+        bar.close()
+        status = "failed"
+        failure = {"error": f"{type(e).__name__}: {e}", **saver.abort()}
+        log.error("run failed: %s; the last good checkpoint is step %s", failure["error"],
+                  failure["last_checkpoint"])
     if status == "done" and T < b.total_steps:
         status = "preempted"  # stopped early by train.max_steps: resumable, not finished
 
-    summary = _summary(status, run_id, state, b, measures, logger, evals.last)
-    writer.summary(summary)
-    if status == "done":
-        writer.done()
+    summary = {**_summary(status, run_id, state, b, measures, logger, evals.last), **failure}
+    try:
+        writer.summary(summary)
+        if status == "done":
+            writer.done()
+    except OSError as e:
+        log.error("could not write summary.json (%s: %s); the run's status is %r",
+                  type(e).__name__, e, status)
     return summary
+
+
+def _last_record(path: str) -> dict[str, Any]:
+    records, _ = rc.read_jsonl(path)
+    return records[-1] if records else {}
 
 
 def _layout(devices: list | None) -> dict[str, Any]:
