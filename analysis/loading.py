@@ -17,8 +17,17 @@
   * `issues`  one row per problem found (run_id, sweep, file, problem): torn last lines,
               unfinished runs (no summary / no DONE / status != done), unreadable files.
 Nothing is dropped silently: unfinished runs are rows with their status (running, preempted,
-nan, failed, or "invalid" when config.json is unusable), their curves are loaded up to the last
-complete line, and every problem is an `issues` row (and one summary warning).
+nan, failed, "invalid" when config.json is missing or unreadable, "damaged" below), their curves
+are loaded up to the last complete line, and every problem is an `issues` row (and one summary
+warning).
+
+Damaged runs (status "damaged", done False, the reason in the `damage` column and one issue row
+per cause): a malformed line in the middle of metrics.jsonl or eval.jsonl (the well-formed lines,
+before and after it, are still loaded as curves), a config.json whose "resolved" block lacks a
+value the fits need (FIT_RESOLVED_KEYS, as a positive number), or a summary.json that cannot be
+read as a JSON object with a known status. A torn *last* line is not damage (a run killed while
+writing; resuming rewrites the file). Fits take done runs only (`select_done`), so a damaged run
+is excluded with its reason, which every fit also names in its warnings.
 
 Final eval: summary.json's final_eval when present, otherwise the last complete eval line
 (`final_eval_source` says which). D and C: the summary's totals, else the last metrics line.
@@ -43,11 +52,13 @@ import numpy as np
 import pandas as pd
 
 from mdm.run_contract import (CONFIG_FILE, DONE_FILE, EVAL_FILE, METRICS_FILE, MODALITIES,
-                              SUMMARY_FILE, ContractError, read_jsonl)
+                              STATUSES, SUMMARY_FILE, scan_jsonl)
 
 from .stats import AnalysisError
 
-RUN_COLUMNS = ("run_id", "sweep", "status", "done", "N", "params_total", "params_non_embedding",
+# resolved config values every scaling fit needs (N, and C = flops_per_token x D)
+FIT_RESOLVED_KEYS: tuple[str, ...] = ("params_non_embedding", "flops_per_token")
+RUN_COLUMNS = ("run_id", "sweep", "status", "done", "damage", "N", "params_total", "params_non_embedding",
                "flops_per_token", "D", "C", "steps", "wall_s", "seq_len", "physical_batch_seqs",
                "logical_batch_seqs", "tokens_per_step", "kappa", "lr")
 
@@ -130,26 +141,24 @@ def _find_run_dirs(root: str) -> list[tuple[str, str]]:
     return out
 
 
-def _read_jsonl_quiet(path: str) -> tuple[list[dict], int, str | None]:
-    """read_jsonl without its warning (we report torn lines as issues); errors become text."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            recs, torn = read_jsonl(path)
-            return recs, torn, None
-        except ContractError as e:
-            return [], 0, str(e)
+def _positive_number(v: Any) -> bool:
+    try:
+        return not isinstance(v, bool) and bool(np.isfinite(float(v)) and float(v) > 0)
+    except (TypeError, ValueError):
+        return False
 
 
 def _load_one(sweep: str, run_dir: str, issues: list[dict]):
     run_id = os.path.basename(os.path.normpath(run_dir))
-    row: dict[str, Any] = {"run_id": run_id, "sweep": sweep, "run_dir": run_dir}
+    row: dict[str, Any] = {"run_id": run_id, "sweep": sweep, "run_dir": run_dir, "damage": ""}
+    damage: list[str] = []
 
     def issue(file, problem):
         issues.append({"run_id": run_id, "sweep": sweep, "file": file, "problem": problem})
 
     cfg_path = os.path.join(run_dir, CONFIG_FILE)
     cfg: dict[str, Any] = {}
+    cfg_read = False
     if not os.path.exists(cfg_path):
         issue(CONFIG_FILE, "missing: not a run directory under the contract")
         row.update(status="invalid", done=False, has_summary=False, n_metrics=0, n_evals=0, torn_lines=0)
@@ -158,34 +167,50 @@ def _load_one(sweep: str, run_dir: str, issues: list[dict]):
         try:
             with open(cfg_path, encoding="utf-8") as f:
                 cfg = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
+            if not isinstance(cfg, dict):
+                raise ValueError(f"a JSON {type(cfg).__name__}, not an object")
+            cfg_read = True
+        except (OSError, ValueError) as e:
             issue(CONFIG_FILE, f"unreadable ({e})")
             row["status"] = "invalid"
+            cfg = {}
     if cfg:
         run_id = str(cfg.get("run_id", run_id))
         row["run_id"] = run_id
         row["sweep"] = str(cfg.get("sweep", sweep))
         sweep = row["sweep"]
-        if "config" not in cfg or "resolved" not in cfg:
-            issue(CONFIG_FILE, "lacks 'config' or 'resolved'")
         row.update(flatten(cfg.get("config", {}), "config"))
         row.update(flatten(cfg.get("resolved", {}), "resolved"))
         for k in ("code_version", "created"):
             if k in cfg:
                 row[k] = cfg[k]
     res = cfg.get("resolved", {}) if cfg else {}
+    res = res if isinstance(res, dict) else {}
+    if cfg_read:
+        lacks = [k for k in ("config", "resolved") if not isinstance(cfg.get(k), dict)]
+        unusable = [k for k in FIT_RESOLVED_KEYS if not _positive_number(res.get(k))]
+        if lacks or unusable:
+            what = (f"lacks {lacks}" if lacks else "") + ("; " if lacks and unusable else "") + (
+                f"'resolved' lacks {unusable} as positive numbers (the fits need them)"
+                if unusable else "")
+            issue(CONFIG_FILE, f"{what}: run marked damaged")
+            damage.append(f"{CONFIG_FILE} {what}")
     for k in ("params_total", "params_non_embedding", "flops_per_token", "seq_len",
               "physical_batch_seqs", "logical_batch_seqs", "tokens_per_step", "kappa", "lr"):
         row[k] = res.get(k, np.nan)
     row["N"] = res.get("params_non_embedding", np.nan)
 
-    metrics, torn_m, err_m = _read_jsonl_quiet(os.path.join(run_dir, METRICS_FILE))
-    evals, torn_e, err_e = _read_jsonl_quiet(os.path.join(run_dir, EVAL_FILE))
-    for fname, torn, err in ((METRICS_FILE, torn_m, err_m), (EVAL_FILE, torn_e, err_e)):
+    metrics, torn_m, bad_m = scan_jsonl(os.path.join(run_dir, METRICS_FILE))
+    evals, torn_e, bad_e = scan_jsonl(os.path.join(run_dir, EVAL_FILE))
+    for fname, recs, torn, bad in ((METRICS_FILE, metrics, torn_m, bad_m),
+                                   (EVAL_FILE, evals, torn_e, bad_e)):
         if torn:
             issue(fname, f"torn last line skipped ({torn})")
-        if err:
-            issue(fname, f"corrupt, not loaded: {err}")
+        if bad:
+            where = ", ".join(str(i) for i, _ in bad[:5]) + (" ..." if len(bad) > 5 else "")
+            issue(fname, f"malformed line(s) {where} ({bad[0][1]}); the other {len(recs)} "
+                         "record(s) loaded; run marked damaged")
+            damage.append(f"{fname} line {bad[0][0]} is {bad[0][1]}")
     if not os.path.exists(os.path.join(run_dir, METRICS_FILE)):
         issue(METRICS_FILE, "missing")
     row["torn_lines"] = torn_m + torn_e
@@ -194,24 +219,37 @@ def _load_one(sweep: str, run_dir: str, issues: list[dict]):
 
     summary: dict[str, Any] = {}
     sp = os.path.join(run_dir, SUMMARY_FILE)
-    if os.path.exists(sp):
+    has_summary_file = os.path.exists(sp)
+    if has_summary_file:
         try:
             with open(sp, encoding="utf-8") as f:
                 summary = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            issue(SUMMARY_FILE, f"unreadable ({e})")
+            if not isinstance(summary, dict):
+                raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+            if summary.get("status") not in STATUSES:
+                raise ValueError(f"status {summary.get('status')!r} is not one of {list(STATUSES)}")
+        except (OSError, ValueError) as e:
+            summary = {}
+            issue(SUMMARY_FILE, f"unreadable ({e}): run marked damaged")
+            damage.append(f"{SUMMARY_FILE} unreadable ({e})")
     done_marker = os.path.exists(os.path.join(run_dir, DONE_FILE))
-    if "status" not in row:
+    if "status" in row:                                       # invalid: config.json unreadable
+        pass
+    elif damage:
+        row["status"] = "damaged"
+    else:
         row["status"] = str(summary.get("status", "running"))
-    if not summary and row["status"] != "invalid":
+    if not has_summary_file and row["status"] != "invalid":
         issue(SUMMARY_FILE, "missing: run unfinished (status 'running')")
-    if row["status"] == "done" and not done_marker:
-        issue(DONE_FILE, "summary says done but there is no DONE marker; treated as not done")
-        row["status"] = "incomplete"
-    if done_marker and row["status"] not in ("done",):
-        issue(DONE_FILE, f"DONE present but status is {row['status']!r}")
-    if row["status"] not in ("done", "invalid", "running") and summary:
-        issue(SUMMARY_FILE, f"run ended with status {row['status']!r}")
+    if row["status"] not in ("invalid", "damaged"):
+        if row["status"] == "done" and not done_marker:
+            issue(DONE_FILE, "summary says done but there is no DONE marker; treated as not done")
+            row["status"] = "incomplete"
+        if done_marker and row["status"] not in ("done",):
+            issue(DONE_FILE, f"DONE present but status is {row['status']!r}")
+        if row["status"] not in ("done", "running") and summary:
+            issue(SUMMARY_FILE, f"run ended with status {row['status']!r}")
+    row["damage"] = "; ".join(damage)
     row["done"] = bool(row["status"] == "done" and done_marker)
     row["has_summary"] = bool(summary)
 
@@ -308,8 +346,12 @@ def load_runs(root: str, sweeps: str | Iterable[str] | None = None, warn: bool =
     if warn and len(issues_df):
         n_unf = int((~runs["done"].astype(bool)).sum()) if len(runs) else 0
         n_torn = int(issues_df["problem"].str.startswith("torn").sum())
-        warnings.warn(f"{root}: {len(runs)} runs, {n_unf} not done, {n_torn} torn last line(s) "
-                      f"skipped, {len(issues_df)} issue(s) in total: see RunSet.issues", stacklevel=2)
+        damaged = sorted(runs.loc[runs["status"] == "damaged", "run_id"].astype(str)) \
+            if len(runs) else []
+        dmg = (f", {len(damaged)} damaged ({_name_runs(damaged)})" if damaged else "")
+        warnings.warn(f"{root}: {len(runs)} runs, {n_unf} not done{dmg}, {n_torn} torn last "
+                      f"line(s) skipped, {len(issues_df)} issue(s) in total: see RunSet.issues",
+                      stacklevel=2)
     return RunSet(root=str(root), runs=runs.reset_index(drop=True), evals=evals, metrics=metrics,
                   issues=issues_df)
 
@@ -327,13 +369,20 @@ def curves_frame(root: str, kind: str = "eval", **kwargs) -> pd.DataFrame:
     return rs.evals if kind == "eval" else rs.metrics
 
 
+def _name_runs(ids: list[str], limit: int = 10) -> str:
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
 def select_done(runs: pd.DataFrame, run_id: str = "run_id") -> tuple[pd.DataFrame, list[dict]]:
-    """(done runs, excluded list with each other run's status as the reason)."""
+    """(done runs, excluded list with each other run's status as the reason; a damaged run's
+    reason also says what is damaged)."""
     if runs.empty or "done" not in runs.columns:
         return runs, []
     bad = runs[~runs["done"].astype(bool)]
-    return runs[runs["done"].astype(bool)], [{"run_id": str(r), "reason": f"status {s}"}
-                                            for r, s in zip(bad[run_id], bad["status"])]
+    damage = bad["damage"] if "damage" in bad.columns else pd.Series("", index=bad.index)
+    return runs[runs["done"].astype(bool)], [
+        {"run_id": str(r), "reason": f"status {s}" + (f" ({d})" if isinstance(d, str) and d else "")}
+        for r, s, d in zip(bad[run_id], bad["status"], damage)]
 
 
 def modalities_present(runs: pd.DataFrame, metric: str = "bits") -> list[str]:

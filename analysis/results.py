@@ -40,14 +40,44 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+EXCLUDED_WARNING = "excluded from the fit"
+
+
+def excluded_warning(excluded: Any) -> str | None:
+    """One line naming every excluded run with its reason, runs grouped by reason:
+    "excluded from the fit (3 runs): status damaged (...): r1; N is missing, ...: r2, r3"."""
+    groups: dict[str, list[str]] = {}
+    for e in excluded or []:
+        rid, why = (e.get("run_id"), e.get("reason")) if isinstance(e, dict) else (e, "")
+        groups.setdefault(str(why or "no reason given"), []).append(str(rid))
+    if not groups:
+        return None
+    n = sum(len(v) for v in groups.values())
+    return (f"{EXCLUDED_WARNING} ({n} run{'s' if n != 1 else ''}): "
+            + "; ".join(f"{why}: {', '.join(ids)}" for why, ids in groups.items()))
+
+
 class Result:
-    """Mixin: serialisation for the result dataclasses below."""
+    """Mixin: serialisation for the result dataclasses below.
+
+    A result with `excluded` and `warnings` keeps one warning naming every excluded run and its
+    reason (`excluded_warning`), refreshed whenever either field is assigned (also by
+    `fit.excluded = more + fit.excluded` after the fit)."""
 
     kind: ClassVar[str] = "result"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.kind] = cls
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in ("excluded", "warnings") and "excluded" in self.__dict__ \
+                and "warnings" in self.__dict__:
+            kept = [w for w in (self.warnings or [])
+                    if not (isinstance(w, str) and w.startswith(EXCLUDED_WARNING))]
+            line = excluded_warning(self.excluded)
+            object.__setattr__(self, "warnings", kept + ([line] if line else []))
 
     def to_dict(self) -> dict[str, Any]:
         d = {"kind": self.kind}

@@ -17,9 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from experiments.sweep import SweepError, safe_name
 from launch import sweeps
-from launch.spec import LaunchError, RunSpec
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from launch.spec import ENTRYPOINTS, REPO, LaunchError, RunSpec
 
 
 def split_sweep_expr(expr: str) -> tuple[str, str]:
@@ -74,6 +72,10 @@ def plan(expr: str, runs_root: str, sets: Mapping[str, str] | None = None,
     if require_entrypoint and not entrypoint_exists(sweep.entrypoint):
         raise LaunchError(f"{expr}: the sweep runs `python -m {sweep.entrypoint}`, which does not "
                           "exist yet; expand or --dry-run it, or launch it once it is built")
+    if require_entrypoint and sweep.entrypoint not in ENTRYPOINTS:
+        raise LaunchError(f"{expr}: the sweep runs `python -m {sweep.entrypoint}`, which is not "
+                          f"an entry point the worker runs ({', '.join(ENTRYPOINTS)}); add it to "
+                          "launch/spec.py ENTRYPOINTS and launch/expand.py VALIDATORS")
     from mdm.config_validation import ConfigError
     validator = _validator(sweep.entrypoint) if require_entrypoint or \
         sweep.entrypoint == "mdm.train" else None
@@ -104,7 +106,8 @@ def _safe(name: str) -> str:
         return ""
 
 
-# entry point -> the function that checks a run's config before anything is written
+# entry point -> the function that checks a run's config before anything is written; the same
+# modules as launch/spec.py ENTRYPOINTS (the worker's allow-list)
 VALIDATORS: dict[str, str] = {
     "mdm.train": "mdm.config_validation:validate_config",
     "mdm.eval_samples": "mdm.generation_tasks:validate",

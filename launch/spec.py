@@ -30,6 +30,12 @@ from typing import Any
 
 SPEC_VERSION = 1
 LAUNCH_DIR = ".launch"
+# The only modules a run spec may name as its entry point (`python -m ENTRYPOINT`); the worker
+# refuses any other. launch/expand.py VALIDATORS has one config check per entry point.
+ENTRYPOINTS: tuple[str, ...] = ("mdm.train", "mdm.eval_samples", "mdm.sample")
+# The launcher's own repository: the parent of this `launch` package. Runs start here, never in
+# a directory a spec names.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class LaunchError(ValueError):

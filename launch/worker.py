@@ -3,10 +3,16 @@
     python -m launch.worker RUNS/<sweep>/.launch/specs/<run id>.json [--max-requeues 20]
         [--coordinator HOST[:PORT] | --coordinator head] [--no-requeue]
 
+0. The spec is checked before anything else: its entry point must be one of the known ones
+   (launch/spec.py ENTRYPOINTS: mdm.train, mdm.eval_samples, mdm.sample) and its `repo` must be
+   this launcher's own repository (the parent of the installed `launch` package). An edited spec
+   (another module, a foreign directory) is refused with one line on stderr and exit 2; nothing
+   is started, logged or written.
 1. A run whose directory has DONE is skipped (exit 0): rerunning the trainer on a finished run
    would only rewrite its summary.
-2. The run's command (RunSpec.train_args) is started from the repository root with its output
-   appended to .launch/logs/<run id>.log, and .launch/state/<run id>.json says "running".
+2. The run's command (RunSpec.train_args) is started from the launcher's repository root with
+   its output appended to .launch/logs/<run id>.log, and .launch/state/<run id>.json says
+   "running".
      * 1 host: one process;
      * N hosts inside a SLURM allocation: `srun --ntasks=N` (one task per host); jax.distributed
        is initialised from the SLURM environment (mdm/distributed.py), or, with --coordinator,
@@ -21,7 +27,8 @@
    at most --max-requeues times (SLURM_RESTART_COUNT); the next attempt resumes from the
    checkpoint. Slurm makes a requeued batch job eligible again about 2 minutes later.
 
-Exit code: the run's (0 done, 2 bad config, 3 NaN, 75 preempted, other: failure).
+Exit code: the run's (0 done, 2 bad config or a refused spec, 3 NaN, 75 preempted, other:
+failure).
 Standard library only (no JAX import in this process).
 """
 from __future__ import annotations
@@ -35,10 +42,11 @@ import subprocess
 import sys
 import time
 
-from launch.spec import RunSpec, write_state
+from launch.spec import ENTRYPOINTS, REPO, LaunchError, RunSpec, write_state
 from mdm import run_contract as rc
 
 PREEMPTED = 75
+REFUSED = 2
 
 
 def _say(log, msg: str) -> None:
@@ -94,6 +102,26 @@ def commands(spec: RunSpec, python: str, coordinator: str = "") -> list[list[str
                     f"--config.multihost.process_id={i}"] for i in range(spec.hosts)]
 
 
+def check_spec(spec: RunSpec, entrypoints: tuple[str, ...] = ENTRYPOINTS, repo: str = REPO
+               ) -> str:
+    """The directory to start the run in (the launcher's own repository). Raises LaunchError
+    (one line) when the spec names an entry point outside `entrypoints` or a `repo` other than
+    `repo`: such a spec was edited or written by another launcher, and is never run."""
+    if not isinstance(spec.entrypoint, str) or spec.entrypoint not in entrypoints:
+        raise LaunchError(f"run spec {spec.run_id!r}: refused: entry point {spec.entrypoint!r} "
+                          f"is not one the worker runs ({', '.join(entrypoints)}); nothing was "
+                          "started")
+    if not isinstance(spec.repo, str) or \
+            os.path.realpath(spec.repo) != os.path.realpath(repo):
+        raise LaunchError(f"run spec {spec.run_id!r}: refused: repo {spec.repo!r} is not this "
+                          f"launcher's repository ({repo}); nothing was started (re-plan the "
+                          "sweep from this checkout)")
+    if not isinstance(spec.hosts, int) or isinstance(spec.hosts, bool) or spec.hosts < 1:
+        raise LaunchError(f"run spec {spec.run_id!r}: refused: hosts {spec.hosts!r} is not a "
+                          "positive integer; nothing was started")
+    return repo
+
+
 def _combine(codes: list[int]) -> int:
     if all(c == 0 for c in codes):
         return 0
@@ -104,7 +132,12 @@ def _combine(codes: list[int]) -> int:
 
 
 def run(spec: RunSpec, python: str = sys.executable, coordinator: str = "",
-        requeue: bool = True, max_requeues: int = 20, grace_s: float = 60.0) -> int:
+        requeue: bool = True, max_requeues: int = 20, grace_s: float = 60.0, *,
+        entrypoints: tuple[str, ...] = ENTRYPOINTS, repo: str = REPO) -> int:
+    """Run `spec` (see the module docstring). `entrypoints` and `repo` are the allow-list and
+    the directory runs start in; the command line always uses the defaults. A refused spec
+    raises LaunchError before anything is started or written."""
+    cwd = check_spec(spec, entrypoints, repo)
     if os.path.exists(os.path.join(spec.run_dir, rc.DONE_FILE)):
         _say(None, f"{spec.run_id}: already done ({spec.run_dir}/DONE), skipped")
         return 0
@@ -114,7 +147,6 @@ def run(spec: RunSpec, python: str = sys.executable, coordinator: str = "",
     cmds = commands(spec, python, coordinator)
     _say(log, f"{spec.run_id}: start on {socket.gethostname()}"
               f"{' (SLURM job ' + job + ')' if job else ''}: {shlex.join(cmds[0])}")
-    cwd = spec.repo if os.path.isdir(spec.repo) else os.getcwd()
     procs = [subprocess.Popen(c, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL) for c in cmds]
     write_state(spec, "running", pid=os.getpid(), child_pids=[p.pid for p in procs],
@@ -175,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-requeue", action="store_true")
     ap.add_argument("--python", default=sys.executable)
     a = ap.parse_args(argv)
-    spec = RunSpec.read(a.spec)
+    try:
+        spec = RunSpec.read(a.spec)
+        check_spec(spec)
+    except (OSError, ValueError, TypeError) as e:          # LaunchError, JSON, missing fields
+        print(f"launch.worker: {a.spec}: {e}".splitlines()[0], file=sys.stderr, flush=True)
+        return REFUSED
     return run(spec, a.python, a.coordinator, not a.no_requeue, a.max_requeues)
 
 

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if not prompts or not prompts[0].endswith(".npy"):
             ap.error(f"--task {a.task} needs --prompt FILE.npy (images or waves)")
-        data = np.load(prompts[0])
+        data = np.load(prompts[0], allow_pickle=False)
         outs = (g.i2t if a.task == "i2t" else g.s2t)(data, [a.length] * len(data), cfg, a.seed)
     d = g.save(a.task, outs, prompts, cfg, a.seed)
     print(d)

@@ -98,29 +98,49 @@ def write_json_atomic(path: str, obj: Any) -> None:
         raise
 
 
+def scan_jsonl(path: str) -> tuple[list[dict[str, Any]], int, list[tuple[int, str]]]:
+    """Read every well-formed record of a .jsonl file, without raising on bad lines.
+
+    Returns (records, torn, bad): `torn` is 1 when the last non-empty line is not a JSON object
+    (a run killed mid-write), `bad` the (1-based line number, problem) of every malformed line
+    before it (a damaged file). Records after a bad line are kept.
+    """
+    if not os.path.exists(path):
+        return [], 0, []
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        lines = f.read().split("\n")
+    records: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    torn = 0
+    nonempty = [(i, l) for i, l in enumerate(lines) if l.strip()]
+    for k, (i, line) in enumerate(nonempty):
+        try:
+            rec = json.loads(line)
+            problem = "" if isinstance(rec, dict) else f"a JSON {type(rec).__name__}, not an object"
+        except json.JSONDecodeError as e:
+            problem = f"not valid JSON ({e})"
+        if not problem:
+            records.append(rec)
+        elif k == len(nonempty) - 1:
+            torn += 1
+        else:
+            bad.append((i + 1, problem))
+    return records, torn, bad
+
+
 def read_jsonl(path: str) -> tuple[list[dict[str, Any]], int]:
     """Read a .jsonl file; returns (records, number of torn lines skipped).
 
     Only a torn *last* line is tolerated (warned about); a malformed line in the middle means
     the file is corrupted and raises ContractError naming the line.
     """
-    if not os.path.exists(path):
-        return [], 0
-    with open(path, "r", encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    records: list[dict[str, Any]] = []
-    torn = 0
-    nonempty = [(i, l) for i, l in enumerate(lines) if l.strip()]
-    for k, (i, line) in enumerate(nonempty):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if k == len(nonempty) - 1:
-                torn += 1
-                warnings.warn(f"{path}: skipped a torn last line (line {i + 1}); the run was "
-                              "probably killed while writing it")
-            else:
-                raise ContractError(f"{path}: line {i + 1} is not valid JSON ({e})") from e
+    records, torn, bad = scan_jsonl(path)
+    if bad:
+        line, problem = bad[0]
+        raise ContractError(f"{path}: line {line} is {problem}")
+    if torn:
+        warnings.warn(f"{path}: skipped a torn last line; the run was probably killed while "
+                      "writing it")
     return records, torn
 
 

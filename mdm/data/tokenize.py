@@ -109,7 +109,7 @@ def _load_media(path: str, labels_path: str, kind: str, field: str, eval_fractio
         recs = [{"key": n} for n in names]
         texts = [labels[n] if isinstance(labels[n], str) else labels[n][field] for n in names]
     else:
-        data = np.load(path)
+        data = np.load(path, allow_pickle=False)
         if not isinstance(labels, list) or len(labels) != len(data):
             raise LayoutError(f"{labels_path}: expected a list of {len(data)} {field}s matching "
                               f"{path} (got {len(labels) if isinstance(labels, list) else 'an object'})")

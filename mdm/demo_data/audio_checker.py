@@ -10,19 +10,25 @@ absorbs a fixed channel colouring), the feature vector is
     [ (A - mu).ravel()  (K * 32),  mu  (32),  span duration in seconds  (1) ]
 
 standardised and classified by multinomial logistic regression (scikit-learn). It is trained on
-the demo's train speakers and scored on held-out speakers.
+the demo's train speakers and scored on held-out speakers. The fitted model is kept as arrays
+(`StandardLinear`: scaler mean and scale, coefficients, intercepts, classes) and predicts in numpy
+exactly as the scikit-learn pipeline does; it is saved as an .npz with a JSON header
+(mdm/demo_data/array_file.py), never pickled.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from mdm.demo_data.array_file import read_arrays, require, write_arrays
 from mdm.tokenizers.spectral import log_mel
+
+CHECKER_FORMAT = "mdm-audio-checker"
+CHECKER_VERSION = 2                       # 1 was a pickle of the scikit-learn model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +60,69 @@ def utterance_features(waves: np.ndarray, cfg: AudioFeatureConfig = AudioFeature
     return out
 
 
+class StandardLinear:
+    """A fitted `make_pipeline(StandardScaler(), LogisticRegression())` as plain arrays.
+
+    predict(x) = classes[argmax((x - mean) / scale @ coef.T + intercept)] (for one coefficient
+    row, class 1 where the score is > 0), with the same dtypes and operation order as
+    scikit-learn (the scaler works in the features' float dtype), so labels are identical.
+    """
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray,
+                 intercept: np.ndarray, classes: np.ndarray) -> None:
+        self.mean, self.scale = np.asarray(mean), np.asarray(scale)
+        self.coef, self.intercept = np.asarray(coef), np.asarray(intercept)
+        self.classes = np.asarray(classes, np.int64)
+        f, k = self.mean.shape[0] if self.mean.ndim == 1 else -1, len(self.classes)
+        rows = 1 if k == 2 else k
+        if (k < 2 or self.scale.shape != (f,) or self.coef.shape != (rows, f)
+                or self.intercept.shape != (rows,)):
+            raise ValueError(f"inconsistent linear model arrays: {k} classes, mean "
+                             f"{self.mean.shape}, scale {self.scale.shape}, coef "
+                             f"{self.coef.shape}, intercept {self.intercept.shape}")
+
+    @classmethod
+    def from_sklearn(cls, model: Any) -> "StandardLinear":
+        """From a fitted Pipeline(StandardScaler (with mean and std), LogisticRegression)."""
+        steps = [m for _, m in getattr(model, "steps", [])]
+        if (len(steps) != 2 or type(steps[0]).__name__ != "StandardScaler"
+                or not (steps[0].with_mean and steps[0].with_std)
+                or not hasattr(steps[1], "coef_")):
+            raise ValueError(f"expected a fitted StandardScaler + linear classifier, got {model!r}")
+        sc, lr = steps
+        return cls(sc.mean_, sc.scale_, lr.coef_, lr.intercept_, lr.classes_)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.mean.shape[0])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """float [N, F] -> int64 [N] class labels."""
+        x = np.array(x, dtype=np.float64 if np.asarray(x).dtype != np.float32 else np.float32)
+        if x.ndim != 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"expected features [N, {self.num_features}], got {x.shape}")
+        x -= self.mean.astype(x.dtype)
+        x /= self.scale.astype(x.dtype)
+        scores = x @ self.coef.T + self.intercept
+        idx = (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else \
+            scores.argmax(axis=1)
+        return self.classes[idx]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean, "scale": self.scale, "coef": self.coef,
+                "intercept": self.intercept, "classes": self.classes}
+
+
 class AudioChecker:
     """Recognises which of `words` a clip says."""
 
-    def __init__(self, words: Sequence[str], model: Any,
+    def __init__(self, words: Sequence[str], model: StandardLinear | Any,
                  cfg: AudioFeatureConfig = AudioFeatureConfig()) -> None:
+        """model: a StandardLinear, or a fitted scikit-learn scaler + logistic regression
+        pipeline (converted to one)."""
         self.words = tuple(words)
-        self.model = model
+        self.model = model if isinstance(model, StandardLinear) else \
+            StandardLinear.from_sklearn(model)
         self.cfg = cfg
 
     @classmethod
@@ -75,11 +137,11 @@ class AudioChecker:
             raise ValueError(f"labels must index words (0..{len(words) - 1})")
         model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
         model.fit(utterance_features(waves, cfg), labels)
-        return cls(words, model, cfg)
+        return cls(words, StandardLinear.from_sklearn(model), cfg)
 
     def predict(self, waves: np.ndarray) -> np.ndarray:
         """float [N, T] -> int [N] word indices."""
-        return np.asarray(self.model.predict(utterance_features(waves, self.cfg)), np.int64)
+        return self.model.predict(utterance_features(waves, self.cfg))
 
     def predict_words(self, waves: np.ndarray) -> list[str]:
         return [self.words[i] for i in self.predict(waves)]
@@ -87,19 +149,46 @@ class AudioChecker:
     def accuracy(self, waves: np.ndarray, labels: np.ndarray) -> float:
         return float(np.mean(self.predict(waves) == np.asarray(labels)))
 
-    # --- persistence (pickle of a scikit-learn model: load only files you wrote) --------
+    # --- persistence: arrays in an .npz with a JSON header (no pickle) -------------------
     def save(self, path: str | os.PathLike) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "wb") as f:
-            pickle.dump({"format": "mdm-audio-checker", "version": 1, "words": self.words,
-                         "model": self.model, "cfg": dataclasses.asdict(self.cfg)}, f)
-        return p
+        """Write the model's arrays to `path` (.npz); see mdm/demo_data/array_file.py."""
+        m = self.model
+        return write_arrays(path, CHECKER_FORMAT, CHECKER_VERSION, m.arrays(),
+                            model="standard_linear", words=list(self.words),
+                            num_features=m.num_features, classes=[int(c) for c in m.classes],
+                            cfg=dataclasses.asdict(self.cfg))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "AudioChecker":
-        with open(path, "rb") as f:
-            obj = pickle.load(f)
-        if not isinstance(obj, dict) or obj.get("format") != "mdm-audio-checker":
-            raise ValueError(f"{path} is not an mdm audio checker")
-        return cls(obj["words"], obj["model"], AudioFeatureConfig(**obj["cfg"]))
+        """Read a checker written by `save`. The header (format, version, model, words, feature
+        config, classes, every array's shape and dtype) is checked before any array is used; an
+        old pickle file is refused, never unpickled."""
+        what = "audio checker"
+        h, a = read_arrays(path, CHECKER_FORMAT, CHECKER_VERSION, what)
+        require(h.get("model") == "standard_linear", path, what, f"model {h.get('model')!r}")
+        words = h.get("words")
+        require(isinstance(words, list) and len(words) >= 2
+                and all(isinstance(w, str) for w in words), path, what, f"words {words!r}")
+        fields = {f.name: str(f.type) for f in dataclasses.fields(AudioFeatureConfig)}
+        cfg = h.get("cfg")
+        require(isinstance(cfg, dict) and set(cfg) == set(fields)
+                and all(not isinstance(v, bool) and v > 0
+                        and isinstance(v, int if fields[n] == "int" else (int, float))
+                        for n, v in cfg.items()), path, what, f"feature config {cfg!r}")
+        cfg = AudioFeatureConfig(**cfg)
+        nf = cfg.segments * cfg.n_mels + cfg.n_mels + 1
+        classes = h.get("classes") or []
+        k = len(classes)
+        rows = 1 if k == 2 else k
+        shapes = {n: tuple(s["shape"]) for n, s in h["arrays"].items()}
+        want = {"mean": (nf,), "scale": (nf,), "coef": (rows, nf), "intercept": (rows,),
+                "classes": (k,)}
+        require(h.get("num_features") == nf and k >= 2 and shapes == want, path, what,
+                f"array shapes {shapes} for {k} classes and {nf} features")
+        require(a["classes"].tolist() == classes
+                and all(isinstance(c, int) and 0 <= c < len(words) for c in classes), path, what,
+                f"classes {a['classes'].tolist()} (header {classes}) for {len(words)} words")
+        require(all(bool(np.isfinite(v).all()) for v in a.values()) and bool((a["scale"] > 0).all()),
+                path, what, "non-finite weights or a non-positive scale")
+        return cls(words, StandardLinear(a["mean"], a["scale"], a["coef"], a["intercept"],
+                                         a["classes"]), cfg)

@@ -12,14 +12,17 @@ its content key; a stage whose key matches is reused, so a second call returns a
                    transcripts.json                    [{"text", "label", "speaker", "split", ...}]
                    examples/*.wav                      one held-out clip per word, to listen to
     tokenizers/    text/, image/, audio/               `mdm.tokenizers.load_tokenizer` dirs
-    checkers/      image_checker.pkl, audio_checker.pkl, report.json (accuracies),
+    checkers/      image_checker.npz, audio_checker.npz (arrays + JSON header, no pickle),
+                   report.json (accuracies),
                    reconstructions.png, decoded_examples/*.wav
     summary.json   counts, tokenizer descriptions (manifest entries), PSNR, SNR, mel distance,
                    checker accuracies on held-out real and tokenizer-decoded data, timings
 
 Stage keys: text <- (seed, max chars, fortune files); image_text <- (seed, sizes);
 audio_text <- (seed, renderings, rate, espeak-ng version); each tokenizer <- (its data keys,
-config, training settings); checkers <- (data keys, tokenizer ids).
+config, training settings); checkers <- (data keys, tokenizer ids, checker file versions). A
+stage is also rebuilt when one of its files (STAGE_FILES) is missing: a data set built before
+the checkers were saved as .npz (it has the old .pkl files) rebuilds its checkers stage only.
 """
 from __future__ import annotations
 
@@ -38,6 +41,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
+from mdm.demo_data.audio_checker import CHECKER_VERSION as AUDIO_CHECKER_VERSION
+from mdm.demo_data.image_checker import CHECKER_VERSION as IMAGE_CHECKER_VERSION
 from mdm.demo_data.scales import DemoScale, get_scale
 from mdm.demo_data.vocab import DIGIT_WORDS
 from mdm.run_contract import MODALITIES
@@ -46,6 +51,10 @@ DEMO_FORMAT = "mdm-demo"
 DEMO_VERSION = 1  # bump when a generator or tokenizer recipe changes: every cached stage rebuilds
 STAGE_FILE = "_stage.json"
 SUMMARY_FILE = "summary.json"
+IMAGE_CHECKER_FILE = "image_checker.npz"
+AUDIO_CHECKER_FILE = "audio_checker.npz"
+# files a stage must hold to be reused (besides a matching key)
+STAGE_FILES: dict[str, tuple[str, ...]] = {"checkers": (IMAGE_CHECKER_FILE, AUDIO_CHECKER_FILE)}
 
 
 @dataclasses.dataclass
@@ -61,13 +70,13 @@ class DemoDataset:
 
     def image_text(self, split: str | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """uint8 images [N, S, S, 3] and caption records (optionally one split)."""
-        images = np.load(self.root / "image_text" / "images.npy")
+        images = np.load(self.root / "image_text" / "images.npy", allow_pickle=False)
         recs = json.loads((self.root / "image_text" / "captions.json").read_text())
         return _select(images, recs, split)
 
     def audio_text(self, split: str | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """float32 waveforms [N, T] and transcript records (optionally one split)."""
-        waves = np.load(self.root / "audio_text" / "audio.npy")
+        waves = np.load(self.root / "audio_text" / "audio.npy", allow_pickle=False)
         recs = json.loads((self.root / "audio_text" / "transcripts.json").read_text())
         return _select(waves, recs, split)
 
@@ -77,11 +86,18 @@ class DemoDataset:
 
     def image_checker(self) -> Any:
         from mdm.demo_data.image_checker import ImageChecker
-        return ImageChecker.load(self.root / "checkers" / "image_checker.pkl")
+        return ImageChecker.load(self._checker_file(IMAGE_CHECKER_FILE))
 
     def audio_checker(self) -> Any:
         from mdm.demo_data.audio_checker import AudioChecker
-        return AudioChecker.load(self.root / "checkers" / "audio_checker.pkl")
+        return AudioChecker.load(self._checker_file(AUDIO_CHECKER_FILE))
+
+    def _checker_file(self, name: str) -> Path:
+        """The .npz checker; in a data set built by an older version, the old .pkl (which the
+        loader refuses, without unpickling it, with a line saying to rebuild)."""
+        p = self.root / "checkers" / name
+        old = p.with_suffix(".pkl")
+        return old if not p.exists() and old.exists() else p
 
     @property
     def sample_rate(self) -> int:
@@ -116,7 +132,7 @@ def build_demo_dataset(out_dir: str | os.PathLike, seed: int = 0,
         if not force and summary_file.is_file():
             summary = json.loads(summary_file.read_text())
             if summary.get("stage_keys") == keys and all(
-                    _stage_key(root / name) == key for name, key in keys.items()):
+                    _stage_current(root, name, key) for name, key in keys.items()):
                 if summary.get("root") != str(root):       # the directory was moved / copied
                     summary = _summarise(root, sc, seed, keys, summary["timings_seconds"])
                     _write_json(summary_file, summary)
@@ -135,7 +151,7 @@ def build_demo_dataset(out_dir: str | os.PathLike, seed: int = 0,
         for name, fn in bar:
             bar.set_postfix_str(name)
             t0 = time.perf_counter()
-            if force or _stage_key(root / name) != keys[name]:
+            if force or not _stage_current(root, name, keys[name]):
                 _run_stage(root / name, keys[name], fn)
             timings[name] = round(time.perf_counter() - t0, 2)
         summary = _summarise(root, sc, seed, keys, timings)
@@ -178,7 +194,9 @@ def _stage_keys(sc: DemoScale, seed: int) -> dict[str, str]:
                                    "train": dataclasses.asdict(sc.audio_train),
                                    "crop": sc.audio_crop_seconds})
     k["checkers"] = _hash({"stage": "checkers", "data": [k["image_text"], k["audio_text"]],
-                           "tok": [k["tokenizers/image"], k["tokenizers/audio"]]})
+                           "tok": [k["tokenizers/image"], k["tokenizers/audio"]],
+                           "files": [[IMAGE_CHECKER_FILE, IMAGE_CHECKER_VERSION],
+                                     [AUDIO_CHECKER_FILE, AUDIO_CHECKER_VERSION]]})
     return k
 
 
@@ -201,6 +219,12 @@ def _stage_key(d: Path) -> str | None:
         return json.loads(f.read_text()).get("key")
     except json.JSONDecodeError:
         return None
+
+
+def _stage_current(root: Path, name: str, key: str) -> bool:
+    """The stage in root/name was built with `key` and holds the files it must hold."""
+    d = root / name
+    return _stage_key(d) == key and all((d / f).is_file() for f in STAGE_FILES.get(name, ()))
 
 
 def _run_stage(d: Path, key: str, fn: Callable[[Path], dict[str, Any]]) -> None:
@@ -355,7 +379,7 @@ def _build_checkers(d: Path, root: Path, sc: DemoScale) -> dict[str, Any]:
     imgs, recs = ds.image_text("train")
     dig = [i for i, r in enumerate(recs) if r["source"] == "digit"]
     ick = ImageChecker.train(imgs[dig], np.asarray([recs[i]["label"] for i in dig]))
-    ick.save(d / "image_checker.pkl")
+    ick.save(d / IMAGE_CHECKER_FILE)
     vimgs, vrecs = ds.image_text("valid")
     itok = load_tokenizer(root / "tokenizers" / "image")
     vdec = itok.reconstruct(vimgs)
@@ -367,7 +391,7 @@ def _build_checkers(d: Path, root: Path, sc: DemoScale) -> dict[str, Any]:
     # synthesised and after a speech-codec round trip.
     waves, trecs = ds.audio_text("train")
     ack = AudioChecker.train(waves, np.asarray([r["label"] for r in trecs]), DIGIT_WORDS)
-    ack.save(d / "audio_checker.pkl")
+    ack.save(d / AUDIO_CHECKER_FILE)
     vwaves, vtrecs = ds.audio_text("valid")
     vlabels = np.asarray([r["label"] for r in vtrecs])
     atok = load_tokenizer(root / "tokenizers" / "audio")

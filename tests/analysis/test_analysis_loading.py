@@ -126,10 +126,11 @@ def test_corrupt_and_foreign_directories_are_reported_not_fatal(tmp_path, synth)
     with pytest.warns(UserWarning):
         rs = load_runs(str(root))
     probs = rs.issues.set_index("run_id")["problem"].to_dict()
-    assert "corrupt" in probs[rid]
+    assert "malformed line(s) 4" in probs[rid] and "run marked damaged" in probs[rid]
     assert "not a run directory" in probs["stray"]
     assert rs.runs.set_index("run_id").loc["stray", "status"] == "invalid"
-    assert rs.runs.set_index("run_id").loc[rid, "done"]  # its summary is fine
+    row = rs.runs.set_index("run_id").loc[rid]   # its summary is fine, but its log is damaged
+    assert row["status"] == "damaged" and not row["done"] and row["n_metrics"] == len(lines) - 1
 
 
 def test_empty_root_and_bad_root(tmp_path):

@@ -91,6 +91,42 @@ def test_changed_stage_is_rebuilt_and_others_reused(built, tmp_path, monkeypatch
     assert rebuilt.text("train") == built.text("train")
 
 
+@pytest.mark.slow
+def test_a_build_with_old_pickle_checkers_rebuilds_only_the_checkers(built, tmp_path,
+                                                                    monkeypatch):
+    """A data set built before the checkers were saved as .npz: its checkers stage has the old
+    key and .pkl files. The next build retrains the checkers (nothing else); until then the
+    loaders refuse the pickles."""
+    copy = tmp_path / "old"
+    shutil.copytree(built.root, copy)
+    old_key = demo_build._hash({"stage": "checkers", "data": [built.summary["stage_keys"][k]
+                                                              for k in ("image_text", "audio_text")],
+                                "tok": [built.summary["stage_keys"][k]
+                                        for k in ("tokenizers/image", "tokenizers/audio")]})
+    for name in ("image_checker", "audio_checker"):
+        (copy / "checkers" / f"{name}.npz").unlink()
+        (copy / "checkers" / f"{name}.pkl").write_bytes(b"\x80\x04old pickle")
+    stage = json.loads((copy / "checkers" / "_stage.json").read_text())
+    (copy / "checkers" / "_stage.json").write_text(json.dumps({**stage, "key": old_key}))
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["stage_keys"]["checkers"] = old_key
+    (copy / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="is a pickle .*rebuild the demo data"):
+        demo_build.DemoDataset(copy, summary).image_checker()
+    calls = []
+    real = demo_build._run_stage
+    monkeypatch.setattr(demo_build, "_run_stage",
+                        lambda d, key, fn: (calls.append(d.name), real(d, key, fn)))
+    ds = build_demo_dataset(copy, seed=0, scale="tiny", progress=False)
+    assert calls == ["checkers"]
+    assert not (copy / "checkers" / "image_checker.pkl").exists()
+    assert ds.summary["checkers"] == built.summary["checkers"]
+    v, vrecs = ds.audio_text("valid")
+    assert ds.audio_checker().accuracy(v, [r["label"] for r in vrecs]) == \
+        ds.summary["checkers"]["audio"]["real_valid"]
+    ds.image_checker()
+
+
 def test_raw_stages_are_deterministic_for_a_seed(tmp_path):
     sc = get_scale("tiny")
     outs = {}

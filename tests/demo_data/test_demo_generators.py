@@ -119,9 +119,9 @@ def test_image_checker_save_load(tmp_path):
     imgs, _, attrs = make_digits(32, limit=300, seed=0)
     labels = np.asarray([a["label"] for a in attrs])
     ck = ImageChecker.train(imgs[:200], labels[:200])
-    p = ck.save(tmp_path / "ck.pkl")
+    p = ck.save(tmp_path / "ck.npz")
     np.testing.assert_array_equal(ImageChecker.load(p).read_digits(imgs[200:]),
                                   ck.read_digits(imgs[200:]))
     (tmp_path / "other.pkl").write_bytes(__import__("pickle").dumps({"format": "x"}))
-    with pytest.raises(ValueError, match="not an mdm image checker"):
-        ImageChecker.load(tmp_path / "other.pkl")
+    with pytest.raises(ValueError, match="is a pickle .* not an mdm image checker"):
+        ImageChecker.load(tmp_path / "other.pkl")       # refused, never unpickled

@@ -91,7 +91,7 @@ def test_audio_checker_recognises_held_out_voices(spoken, tmp_path):
     assert acc >= 0.8, acc                                         # chance is 0.1
     # silence is not recognised as the right word everywhere
     assert ck.accuracy(np.zeros((10, 8000), np.float32), np.arange(10)) <= 0.2
-    p = ck.save(tmp_path / "a.pkl")
+    p = ck.save(tmp_path / "a.npz")
     loaded = AudioChecker.load(p)
     assert loaded.words == tuple(DIGIT_WORDS)
     np.testing.assert_array_equal(loaded.predict(waves[~tr]), ck.predict(waves[~tr]))

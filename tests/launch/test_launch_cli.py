@@ -236,3 +236,18 @@ def test_a_sweep_whose_entrypoint_does_not_exist_is_refused(tmp_path, capsys):
     rc, out, err = run_cli(capsys, "run", str(exp), "--runs-root", str(root))
     assert rc == 2 and "mdm.no_such_entrypoint`, which does not exist yet" in err, err
     assert os.listdir(root) == []
+
+
+def test_a_sweep_whose_entrypoint_the_worker_does_not_run_is_refused(tmp_path, capsys):
+    exp = tmp_path / "other.py"
+    exp.write_text(
+        "from experiments.base import get_config as _g\n"
+        "from experiments.sweep import Point, Sweep\n"
+        "def get_config(arg=None):\n    return _g('tiny')\n"
+        "def sweep(arg=None):\n"
+        "    return Sweep('other', [Point('a', '')], entrypoint='os')\n")
+    root = tmp_path / "runs"
+    root.mkdir()
+    rc, out, err = run_cli(capsys, "run", str(exp), "--runs-root", str(root))
+    assert rc == 2 and "`python -m os`, which is not an entry point the worker runs" in err, err
+    assert os.listdir(root) == []

@@ -1,5 +1,10 @@
 """launch/worker.py with a stand-in trainer: DONE skip, SIGTERM forwarded (exit 75), requeue
-under SLURM, multi-process commands."""
+under SLURM, multi-process commands; an edited spec (unknown entry point, foreign repo) is
+refused and nothing runs.
+
+The stand-in trainer is not an entry point the worker's command line accepts, so these tests call
+`worker.run` with an explicit allow-list and directory (FAKE_ALLOW), in-process or from a small
+`python -c` driver."""
 import json
 import os
 import signal
@@ -7,8 +12,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from launch import worker
-from launch.spec import RunSpec
+from launch.expand import VALIDATORS, plan
+from launch.spec import ENTRYPOINTS, REPO, LaunchError, RunSpec
 
 FAKE = '''
 import os, signal, sys, time
@@ -43,17 +51,26 @@ def make_spec(tmp_path, hosts=1) -> RunSpec:
     return spec
 
 
+def fake_allow(spec):
+    return {"entrypoints": ("fake_trainer",), "repo": spec.repo}
+
+
+DRIVER = ("import sys; from launch import worker; from launch.spec import RunSpec; "
+          "s = RunSpec.read(sys.argv[1]); "
+          "sys.exit(worker.run(s, entrypoints=('fake_trainer',), repo=s.repo))")
+
+
 def _worker(spec, env):
-    return subprocess.Popen([sys.executable, "-m", "launch.worker", spec.spec_path],
+    return subprocess.Popen([sys.executable, "-c", DRIVER, spec.spec_path],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+                            cwd=REPO)
 
 
 def test_done_runs_are_skipped(tmp_path):
     spec = make_spec(tmp_path)
     os.makedirs(spec.run_dir)
     open(os.path.join(spec.run_dir, "DONE"), "w").close()
-    assert worker.run(spec) == 0
+    assert worker.run(spec, **fake_allow(spec)) == 0
     assert not os.path.exists(spec.log_path)
 
 
@@ -105,3 +122,69 @@ def test_multi_process_commands(tmp_path, monkeypatch):
     assert cmd[-3:-1] == ["bash", "-c"]
     assert "--config.multihost.coordinator=10.1.2.3:20007" in cmd[-1]
     assert "process_id=$SLURM_PROCID" in cmd[-1] and "num_processes=$SLURM_NTASKS" in cmd[-1]
+
+
+# --- edited specs are refused ------------------------------------------------------------------
+PLANTED = "import pathlib, sys; pathlib.Path({marker!r}).write_text(' '.join(sys.argv))\n"
+
+
+def _cli_worker(spec_path):
+    return subprocess.run([sys.executable, "-m", "launch.worker", spec_path], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _assert_nothing_ran(spec, marker, p):
+    assert p.returncode == worker.REFUSED != 0, p.stdout + p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refused" in lines[0] and "nothing was started" in lines[0], lines
+    assert not marker.exists()
+    for path in (spec.log_path, spec.state_path, spec.run_dir):
+        assert not os.path.exists(path), path
+
+
+@pytest.mark.parametrize("entrypoint", ["os", "fake_trainer", "planted", "mdm.train.x"])
+def test_a_spec_with_an_unknown_entry_point_is_refused(tmp_path, entrypoint):
+    spec = make_spec(tmp_path)
+    marker = tmp_path / "MARKER"
+    (tmp_path / "repo" / "planted.py").write_text(PLANTED.format(marker=str(marker)))
+    spec.entrypoint, spec.repo = entrypoint, REPO       # an edited spec, launcher's own repo
+    spec.write()
+    p = _cli_worker(spec.spec_path)
+    _assert_nothing_ran(spec, marker, p)
+    assert f"entry point {entrypoint!r} is not one the worker runs" in p.stderr
+    with pytest.raises(LaunchError, match="is not one the worker runs"):
+        worker.run(spec)
+    assert not os.path.exists(spec.log_path)
+
+
+def test_a_spec_with_a_foreign_repo_is_refused(tmp_path):
+    """A known entry point, but `repo` names a directory holding its own mdm/train.py: run from
+    there, `python -m mdm.train` would import the planted module."""
+    spec = make_spec(tmp_path)
+    marker = tmp_path / "MARKER"
+    foreign = tmp_path / "foreign"
+    (foreign / "mdm").mkdir(parents=True)
+    (foreign / "mdm" / "__init__.py").write_text("")
+    (foreign / "mdm" / "train.py").write_text(PLANTED.format(marker=str(marker)))
+    spec.entrypoint, spec.repo = "mdm.train", str(foreign)
+    spec.write()
+    p = _cli_worker(spec.spec_path)
+    _assert_nothing_ran(spec, marker, p)
+    assert f"repo {str(foreign)!r} is not this launcher's repository" in p.stderr
+    with pytest.raises(LaunchError, match="is not this launcher's repository"):
+        worker.run(spec)
+
+
+def test_an_unreadable_spec_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    p = _cli_worker(str(bad))
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_launcher_specs_pass_the_check_and_the_allow_list_matches_the_validators(tmp_path):
+    assert set(ENTRYPOINTS) == set(VALIDATORS)
+    _, specs = plan("experiments/demo.py:smoke", str(tmp_path))
+    for s in specs:
+        assert worker.check_spec(s) == REPO
+    assert REPO == os.path.dirname(os.path.dirname(os.path.abspath(worker.__file__)))
