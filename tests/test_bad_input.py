@@ -72,6 +72,8 @@ def data(tmp_path_factory):
     _set_token(copy("text_id_beyond_vocab"), "text", SPACE.text_offset + SPACE.text_vocab + 3)
     _set_token(copy("image_row_audio_id"), "image", SPACE.audio_offset + 1)
     _edit_manifest(copy("unfinished"), lambda m: m.update(complete=False))
+    _edit_manifest(copy("no_checksums"), lambda m: m["splits"]["train"]["text"].pop("checksums"))
+    _edit_manifest(copy("no_audio"), lambda m: m["splits"]["train"].pop("audio"))
     with open(os.path.join(copy("bad_manifest"), "manifest.json"), "w") as f:
         f.write('{"format": "mdm-token-shards", "vers')          # truncated JSON
     exp = root / "exp"
@@ -167,6 +169,10 @@ TRAIN_CASES = [
      EXIT_BAD_DATA, "tokenization did not finish"),
     ("corrupt-manifest", TINY + SHARDS + ["--config.data.path={bad_manifest}"], EXIT_BAD_DATA,
      "{bad_manifest}/manifest.json is not valid JSON"),
+    ("manifest-missing-field", TINY + SHARDS + ["--config.data.path={no_checksums}"],
+     EXIT_BAD_DATA, "{no_checksums}/manifest.json: splits.train.text lacks rows or checksums"),
+    ("mixture-modality-not-in-shards", TINY + SHARDS + ["--config.data.path={no_audio}"],
+     EXIT_BAD_DATA, "config.data.mixture.audio = 0.25 but {no_audio} has no audio rows"),
 ]
 
 

@@ -104,19 +104,27 @@ def id_range(tokens: np.ndarray) -> list[int]:
     return [int(tokens.min()), int(tokens.max())]
 
 
-def check_token_ids(tokens: np.ndarray, space: TokenSpace, kind: str, where: str) -> None:
+def check_token_ids(tokens: np.ndarray, space: TokenSpace, kind: str, where: str,
+                    block_elems: int = 1 << 22) -> None:
     """Every id of a `kind` row is a layout token or in the range of a modality the kind holds
-    (KIND_MODALITIES), and never MASK; vectorised. Raises ShardError naming the first bad id."""
-    allowed = np.zeros(4, bool)
-    allowed[0] = True
-    allowed[list(KIND_MODALITIES[kind])] = True
-    bad = (tokens < 0) | (tokens >= space.used_vocab) | (tokens == space.mask)
-    if not bad.any():
-        bad = ~allowed[space.modality_of(tokens)]
-        if not bad.any():
-            return
-    r, c = (int(i) for i in np.argwhere(bad)[0])
-    v = int(tokens[r, c])
+    (KIND_MODALITIES), and never MASK. Vectorised over blocks of rows (bounded temporaries);
+    raises ShardError naming the first bad id."""
+    mods = KIND_MODALITIES[kind]
+    top = max(space.modality_range(m)[1] for m in mods)  # the ranges are contiguous from 0
+    holes = [space.modality_range(m) for m in (TEXT, IMAGE, AUDIO)
+             if m not in mods and space.modality_range(m)[1] <= top]
+    step = max(1, block_elems // max(1, tokens.shape[1]))
+    for r0 in range(0, tokens.shape[0], step):
+        t = tokens[r0:r0 + step]
+        bad = (t < 0) | (t >= top) | (t == space.mask)
+        for lo, hi in holes:
+            bad |= (t >= lo) & (t < hi)
+        if bad.any():
+            r, c = (int(i) for i in np.argwhere(bad)[0])
+            _bad_token(int(t[r, c]), r0 + r, c, space, kind, where)
+
+
+def _bad_token(v: int, r: int, c: int, space: TokenSpace, kind: str, where: str) -> None:
     held = " + ".join(MODALITY_NAMES[m - 1] for m in KIND_MODALITIES[kind])
     if v < 0 or v >= space.used_vocab:
         what = (f"is outside the token space [0, {space.used_vocab}) of text_vocab "
@@ -260,7 +268,29 @@ def load_manifest(directory: str) -> dict[str, Any]:
     if not m.get("complete"):
         raise ShardError(f"{directory}: tokenization did not finish; rerun the same "
                          "`mdm-tokenize` command to resume it")
+    _check_manifest_fields(m, os.path.join(directory, MANIFEST))
     return m
+
+
+def _check_manifest_fields(m: dict[str, Any], where: str) -> None:
+    """The fields readers use are there (a hand-edited or foreign manifest is a ShardError, not
+    a KeyError)."""
+    def need(cond: bool, what: str) -> None:
+        if not cond:
+            raise ShardError(f"{where}: {what}; {RETOKENIZE}")
+    need(isinstance(m.get("seq_len"), int), "no integer seq_len")
+    ts_ = m.get("token_space")
+    need(isinstance(ts_, dict) and all(isinstance(ts_.get(f), int) for f in
+                                       ("text_vocab", "image_vocab", "audio_vocab",
+                                        "pad_vocab_to")), "token_space lacks its vocabulary sizes")
+    need(isinstance(m.get("splits"), dict), "no splits")
+    for split, kinds in m["splits"].items():
+        need(isinstance(kinds, dict), f"split {split!r} is not a mapping of row kinds")
+        for kind, e in kinds.items():
+            need(isinstance(e, dict) and isinstance(e.get("rows"), int)
+                 and isinstance(e.get("checksums"), dict)
+                 and all(n in e["checksums"] for n in ARRAYS),
+                 f"splits.{split}.{kind} lacks rows or checksums of {', '.join(ARRAYS)}")
 
 
 def check_compatible(m: dict[str, Any], space: TokenSpace, seq_len: int, where: str) -> None:
