@@ -125,22 +125,24 @@ def canonical_config(cfg: mlc.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:
 
 def config_hash(cfg: mlc.ConfigDict | Mapping[str, Any], n: int = HASH_LEN) -> str:
     """First n hex digits of SHA-256 over the canonical JSON of the config."""
-    for v in _floats(canonical_config(cfg)):
+    for path, v in _floats(canonical_config(cfg)):
         if not math.isfinite(v):
-            raise SweepError("a config with a non-finite float cannot be hashed")
+            raise SweepError(f"config.{path}: must be a finite number, got {v} (a config with a "
+                             "non-finite float cannot be hashed)")
     text = json.dumps(canonical_config(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
-def _floats(d: Any) -> Iterable[float]:
+def _floats(d: Any, path: str = "") -> Iterable[tuple[str, float]]:
+    """(dotted path, value) of every float in plain JSON data."""
     if isinstance(d, dict):
-        for v in d.values():
-            yield from _floats(v)
+        for k, v in d.items():
+            yield from _floats(v, f"{path}.{k}" if path else str(k))
     elif isinstance(d, list):
-        for v in d:
-            yield from _floats(v)
+        for i, v in enumerate(d):
+            yield from _floats(v, f"{path}[{i}]")
     elif isinstance(d, float):
-        yield d
+        yield path, d
 
 
 @dataclasses.dataclass

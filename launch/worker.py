@@ -27,8 +27,8 @@
    at most --max-requeues times (SLURM_RESTART_COUNT); the next attempt resumes from the
    checkpoint. Slurm makes a requeued batch job eligible again about 2 minutes later.
 
-Exit code: the run's (0 done, 2 bad config or a refused spec, 3 NaN, 75 preempted, other:
-failure).
+Exit code: the run's (0 done, 2 bad config or a refused spec, 3 NaN, 4 another process owns the
+run, 65 bad token shards, 75 preempted, other: failure).
 Standard library only (no JAX import in this process).
 """
 from __future__ import annotations

@@ -23,7 +23,7 @@ import ml_collections as mlc
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mdm.config_validation import validate_config
+from mdm.config_validation import check_resolved_optimizer, validate_config
 from mdm.data.synthetic import SyntheticSource
 from mdm.evaluation import evaluate, make_eval_step
 from mdm.model import ModelConfig, Transformer
@@ -95,6 +95,7 @@ def build(cfg: mlc.ConfigDict) -> Built:
                                **{k: sde[k] for k in SDE_RULES if k in sde})
         opt = dataclasses.asdict(r)
         logical_batch = opt.pop("logical_batch")
+        check_resolved_optimizer(opt)
     sch = cfg.objective.schedule
     obj = ObjectiveConfig(ModalitySchedules.from_specs(sch.text, sch.image, sch.audio),
                           antithetic=cfg.objective.antithetic,

@@ -1,13 +1,43 @@
-"""Reject impossible configs before anything is compiled, with a message naming the field."""
+"""Reject impossible configs before anything is compiled, with a message naming the field.
+
+Three kinds of check, all raising ConfigError("config.a.b: what is wrong; what to do"):
+
+  * unknown keys in the sections whose keys mdm defines itself (model: mdm.model.ModelConfig;
+    token_space; data.mixture and objective.schedule: the modalities; sde: its values and
+    mdm.optim.SDE_RULES; mesh: the mesh axes), where a stray key would otherwise be silently
+    ignored (a `model.widht` in an experiment file) or misread (a `data.mixture.video`).
+    Command-line overrides of unknown fields are refused earlier, at flag parsing
+    (mdm.cli_flags);
+  * numbers: every float anywhere in the config must be finite, and each numeric field must be
+    a number (an int where a count is meant) inside its range, with absurd optimizer values
+    refused (lr > 10, lr x weight_decay >= 1, ...);
+  * consistency between fields (divisibility, a run longer than one step, ...).
+"""
 from __future__ import annotations
 
+import dataclasses
+import math
+import numbers
 from typing import Any
 
+from mdm.model import ModelConfig
 from mdm.optim import SDE_RULES
 from mdm.run_contract import MODALITIES
 from mdm.schedules import get_schedule
+from mdm.sharding import MESH_AXES
 
 DTYPES = ("float32", "bfloat16", "float16")
+MAX_LR = 10.0  # a peak learning rate above this is a typo (1e1 for 1e-1), not an experiment
+
+# Sections whose keys mdm defines; any other key there is an error (module docstring).
+CLOSED_SECTIONS: dict[str, tuple[str, ...]] = {
+    "model": tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size"),
+    "token_space": ("text_vocab", "image_vocab", "audio_vocab", "pad_vocab_to"),
+    "data.mixture": MODALITIES,
+    "objective.schedule": MODALITIES,
+    "sde": ("enabled", "ref_batch", "ref_tokens", "gamma", *SDE_RULES),
+    "mesh": (*MESH_AXES, *(f"dcn_{a}" for a in MESH_AXES)),
+}
 
 
 class ConfigError(ValueError):
@@ -19,11 +49,77 @@ def _check(cond: bool, field: str, msg: str) -> None:
         raise ConfigError(f"config.{field}: {msg}")
 
 
+def _get(c: Any, field: str) -> Any:
+    node = c
+    for part in field.split("."):
+        if part not in node:
+            raise ConfigError(f"config.{field}: missing; the config must define it (start from "
+                              "experiments/base.py)")
+        node = node[part]
+    return node
+
+
+def _num(c: Any, field: str, lo: float | None = None, hi: float | None = None, *,
+         lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> Any:
+    """config.<field>, checked to be a (finite) number in [lo, hi] (open ends as asked)."""
+    v = _get(c, field)
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(v, numbers.Integral if integer else numbers.Real) and \
+        not isinstance(v, bool)
+    _check(ok_type, field, f"must be {kind}, got {v!r}")
+    _check(math.isfinite(v), field, f"must be finite, got {v}")
+    if lo is not None and hi is not None:
+        rng = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    elif lo is not None:
+        rng = f"{'>' if lo_open else '>='} {lo}"
+    else:
+        rng = f"{'<' if hi_open else '<='} {hi}"
+    if lo is not None:
+        _check(v > lo if lo_open else v >= lo, field, f"must be {rng}, got {v}")
+    if hi is not None:
+        _check(v < hi if hi_open else v <= hi, field, f"must be {rng}, got {v}")
+    return v
+
+
+def _finite_everywhere(node: Any, path: str) -> None:
+    """No NaN or infinity anywhere in the config (no field means 'unbounded' by inf)."""
+    if hasattr(node, "items"):
+        for k, v in node.items():
+            _finite_everywhere(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            _finite_everywhere(v, f"{path}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"config.{path}: must be a finite number, got {node}")
+
+
+def check_known_keys(c: Any) -> None:
+    """Unknown keys in the closed sections (CLOSED_SECTIONS) are errors naming the known ones."""
+    for section, known in CLOSED_SECTIONS.items():
+        node = _get(c, section)
+        if not hasattr(node, "keys"):
+            raise ConfigError(f"config.{section}: must be a section (fields {', '.join(known)}), "
+                              f"got {node!r}")
+        for k in node.keys():
+            if k not in known:
+                raise ConfigError(f"config.{section}.{k}: unknown field; known fields of "
+                                  f"config.{section}: {', '.join(known)}")
+
+
 def validate_config(c: Any) -> None:
+    _finite_everywhere(c, "")
+    check_known_keys(c)
+    _num(c, "seed", integer=True)
+
     m = c.model
-    _check(m.width > 0, "model.width", f"must be positive, got {m.width}")
-    _check(m.depth > 0, "model.depth", f"must be positive, got {m.depth}")
-    _check(m.num_heads > 0, "model.num_heads", f"must be positive, got {m.num_heads}")
+    for f in ("width", "depth", "num_heads", "base_width", "base_depth"):
+        _num(c, f"model.{f}", 0, lo_open=True, integer=True)
+    for f in ("head_dim", "mlp_dim", "base_head_dim"):
+        _num(c, f"model.{f}", 0, integer=True)
+    _num(c, "model.rope_theta", 0, lo_open=True)
+    _num(c, "model.norm_eps", 0, 1, lo_open=True, hi_open=True)
+    _num(c, "model.init_std", 0, lo_open=True)
+    _num(c, "model.depth_alpha", 0, lo_open=True)
     if not m.head_dim:
         _check(m.width % m.num_heads == 0, "model.num_heads",
                f"width {m.width} is not divisible by num_heads {m.num_heads}; set "
@@ -34,18 +130,11 @@ def validate_config(c: Any) -> None:
     _check(m.param_dtype in DTYPES, "model.param_dtype", f"must be one of {DTYPES}")
     _check(m.parameterization in ("standard", "completep"), "model.parameterization",
            f"must be 'standard' or 'completep', got {m.parameterization!r}")
-    _check(m.init_std > 0, "model.init_std", "must be positive")
     _check(m.attn_scale in ("auto", "sqrt", "mup"), "model.attn_scale",
            f"must be 'auto', 'sqrt' or 'mup', got {m.attn_scale!r}")
-    _check(m.base_head_dim >= 0, "model.base_head_dim",
-           f"must be >= 0 (0 = base_width // num_heads), got {m.base_head_dim}")
-    _check(m.depth_alpha > 0, "model.depth_alpha", f"must be positive, got {m.depth_alpha}")
-    _check(m.base_width > 0 and m.base_depth > 0, "model.base_width",
-           "base_width and base_depth must be positive")
 
-    ts = c.token_space
-    for f in ("text_vocab", "image_vocab", "audio_vocab"):
-        _check(ts[f] > 0, f"token_space.{f}", f"must be positive, got {ts[f]}")
+    for f in ("text_vocab", "image_vocab", "audio_vocab", "pad_vocab_to"):
+        _num(c, f"token_space.{f}", 1, integer=True)
 
     o = c.objective
     for mod in MODALITIES:
@@ -53,25 +142,29 @@ def validate_config(c: Any) -> None:
             get_schedule(o.schedule[mod])
         except ValueError as e:
             raise ConfigError(f"config.objective.schedule.{mod}: {e}") from None
-    _check(0.0 <= o.cond_dropout < 1.0, "objective.cond_dropout",
-           f"must be in [0, 1), got {o.cond_dropout}")
-    _check(0.0 <= o.t_min < 1.0, "objective.t_min", f"must be in [0, 1), got {o.t_min}")
+    _num(c, "objective.cond_dropout", 0, 1, hi_open=True)
+    _num(c, "objective.t_min", 0, 1, hi_open=True)
 
     d = c.data
     _check(d.source in ("synthetic", "shards"), "data.source",
            f"must be 'synthetic' or 'shards', got {d.source!r}")
     _check(d.source != "shards" or bool(d.path), "data.path",
            "must name a token-shard directory when data.source == 'shards'")
-    _check(d.seq_len >= 16, "data.seq_len", f"must be >= 16, got {d.seq_len}")
+    _num(c, "data.seq_len", 16, integer=True)
+    _num(c, "data.seed", integer=True)
+    for k in MODALITIES:
+        _num(c, f"data.mixture.{k}", 0, 1)
     mix = {k: float(d.mixture[k]) for k in MODALITIES}
-    _check(all(v >= 0 for v in mix.values()), "data.mixture", f"ratios must be >= 0, got {mix}")
     _check(abs(sum(mix.values()) - 1.0) < 1e-6, "data.mixture",
            f"ratios must sum to 1, got {mix} (sum {sum(mix.values()):.6g})")
 
     t = c.train
-    _check(t.physical_batch > 0, "train.physical_batch", f"must be positive, got {t.physical_batch}")
+    _num(c, "train.physical_batch", 0, lo_open=True, integer=True)
+    _num(c, "train.micro_batch", 0, integer=True)
+    _num(c, "train.max_steps", 0, integer=True)
+    _num(c, "train.total_tokens", 0, lo_open=True)
     if t.micro_batch:
-        _check(t.micro_batch > 0 and t.physical_batch % t.micro_batch == 0, "train.micro_batch",
+        _check(t.physical_batch % t.micro_batch == 0, "train.micro_batch",
                f"must divide train.physical_batch ({t.physical_batch}), got {t.micro_batch}")
     if o.complementary:
         _check(t.physical_batch % 2 == 0, "train.physical_batch",
@@ -85,31 +178,53 @@ def validate_config(c: Any) -> None:
            f"physical_batch x seq_len)")
 
     op = c.optimizer
-    _check(op.lr > 0, "optimizer.lr", f"must be positive, got {op.lr}")
-    _check(0 <= op.beta1 < 1, "optimizer.beta1", f"must be in [0, 1), got {op.beta1}")
-    _check(0 <= op.beta2 < 1, "optimizer.beta2", f"must be in [0, 1), got {op.beta2}")
-    _check(op.eps > 0, "optimizer.eps", "must be positive")
-    _check(op.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
+    _num(c, "optimizer.lr", 0, MAX_LR, lo_open=True)
+    _num(c, "optimizer.beta1", 0, 1, hi_open=True)
+    _num(c, "optimizer.beta2", 0, 1, hi_open=True)
+    _num(c, "optimizer.eps", 0, 1, lo_open=True, hi_open=True)
+    _num(c, "optimizer.weight_decay", 0)
+    _check(op.lr * op.weight_decay < 1, "optimizer.weight_decay",
+           f"lr x weight_decay = {op.lr * op.weight_decay:.3g} >= 1 would shrink every weight to "
+           "zero or past it in one step; lower one of them")
+    _num(c, "optimizer.warmup", 0)
+    _num(c, "optimizer.grad_clip", 0)
     _check(op.decay in ("cosine", "wsd", "constant"), "optimizer.decay",
            f"must be cosine, wsd or constant, got {op.decay!r}")
-    _check(0 < op.decay_fraction <= 1, "optimizer.decay_fraction", "must be in (0, 1]")
-    _check(0 <= op.min_lr_ratio <= 1, "optimizer.min_lr_ratio", "must be in [0, 1]")
+    _num(c, "optimizer.decay_fraction", 0, 1, lo_open=True)
+    _num(c, "optimizer.min_lr_ratio", 0, 1)
     warm = op.warmup * t.total_tokens if op.warmup <= 1 else op.warmup
     _check(warm < t.total_tokens, "optimizer.warmup",
            f"warmup ({warm:.3g} tokens) must be shorter than train.total_tokens")
-    _check(0 <= op.ema_decay < 1, "optimizer.ema_decay", "must be in [0, 1)")
+    _num(c, "optimizer.ema_decay", 0, 1, hi_open=True)
 
     s = c.sde
     if s.enabled:
-        _check(s.ref_batch > 0, "sde.ref_batch", "must be positive")
-        _check(s.ref_tokens >= 0, "sde.ref_tokens", "must be >= 0 (0 = this run's total_tokens)")
+        _num(c, "sde.ref_batch", 0, lo_open=True)
+        _num(c, "sde.ref_tokens", 0)
+        _num(c, "sde.gamma", 0, 2)
         for rule, choices in SDE_RULES.items():
             if rule in s:
                 _check(s[rule] in choices, f"sde.{rule}", f"must be one of {choices}, got "
                        f"{s[rule]!r}")
 
-    e = c.eval
-    _check(e.num_t >= 1, "eval.num_t", "must be >= 1")
-    _check(e.num_examples >= 2, "eval.num_examples", "must be >= 2 (for a standard error)")
-    _check(e.batch_size >= 1, "eval.batch_size", "must be >= 1")
-    _check(c.logging.every_steps >= 1, "logging.every_steps", "must be >= 1")
+    _num(c, "eval.every", 0)
+    _num(c, "eval.num_t", 1, integer=True)
+    _num(c, "eval.num_examples", 2, integer=True)  # >= 2 for a standard error
+    _num(c, "eval.batch_size", 1, integer=True)
+    _num(c, "checkpoint.every", 0)
+    _num(c, "checkpoint.keep", 1, integer=True)
+    _num(c, "logging.every_steps", 1, integer=True)
+    _num(c, "multihost.num_processes", 0, integer=True)
+    _num(c, "multihost.process_id", -1, integer=True)
+
+
+def check_resolved_optimizer(opt: dict[str, float]) -> None:
+    """The optimizer values after the SDE reparameterization (mdm.assemble.build) are finite and
+    not absurd: a reference batch or token count far from the run's can blow them up."""
+    for k, v in opt.items():
+        if isinstance(v, numbers.Real) and not math.isfinite(v):
+            raise ConfigError(f"config.sde: the reparameterization gives a non-finite {k} ({v}); "
+                              "check sde.ref_batch, sde.ref_tokens and sde.gamma")
+    if not 0 < opt["lr"] <= MAX_LR:
+        raise ConfigError(f"config.sde: the reparameterization gives lr {opt['lr']:.3g}, outside "
+                          f"(0, {MAX_LR}]; check sde.ref_batch, sde.ref_tokens and sde.gamma")

@@ -37,9 +37,10 @@ def initialize(cfg: Any | None = None) -> str:
         return mode
     if mode == "explicit":
         m = cfg.multihost
-        if not m.coordinator or m.process_id < 0:
-            raise ValueError("config.multihost: with num_processes > 1 set coordinator "
-                             "(host:port) and process_id (0 .. num_processes - 1)")
+        if not m.coordinator or not 0 <= m.process_id < m.num_processes:
+            from mdm.config_validation import ConfigError
+            raise ConfigError("config.multihost: with num_processes > 1 set coordinator "
+                              "(host:port) and process_id (0 .. num_processes - 1)")
         jax.distributed.initialize(coordinator_address=m.coordinator,
                                    num_processes=m.num_processes, process_id=m.process_id)
     else:

@@ -37,8 +37,10 @@ What it does:
 Timing: `seconds_per_sample` and `tokens_per_second` count only the compiled sampler calls
 (generated tokens / seconds), not compilation (`compile_s`), decoding or scoring.
 
-Exit codes: 0 done, 2 bad config or unusable checkpoint (nothing written), 1 failure while
-sampling (summary.json status "failed", no DONE). Rerunning a finished directory rewrites it.
+Exit codes: 0 done, 2 bad command line, config or unusable checkpoint (nothing written), 65
+the checkpoint's token shards are corrupt (mdm.train's exit codes), 1 failure while sampling
+(summary.json status "failed", no DONE). Exit 2 and 65 are one line on stderr, no traceback
+(mdm.cli_flags). Rerunning a finished directory rewrites it.
 """
 from __future__ import annotations
 
@@ -52,10 +54,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from mdm import run_contract as rc
+from mdm.cli_flags import EXIT_BAD_DATA, EXIT_BAD_INPUT, fail, run
 
 IMAGE_ATTRIBUTES = ("digit", "shape", "colour", "position", "size")
 
@@ -328,14 +331,18 @@ def _main(argv: list[str]) -> None:
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.WARNING)
     cfg = _CONFIG.value
-    if cfg is None or not _WORKDIR.value:
-        raise app.UsageError("--config and --workdir are required")
+    if cfg is None:
+        fail("--config FILE[:ARG] is required (e.g. --config experiments/sampling.py:checkpoint=RUN)")
+    if not _WORKDIR.value:
+        fail("--workdir DIR is required (the output run directory)")
     from mdm.config_validation import ConfigError
+    from mdm.data.shards import ShardError
     try:
         summary = run_sampling(cfg, _WORKDIR.value, progress=_PROGRESS.value)
     except (ConfigError, SampleError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail(e, EXIT_BAD_INPUT)
+    except ShardError as e:
+        fail(e, EXIT_BAD_DATA)
     tasks = [k for k, v in summary["sampling"].items() if isinstance(v, dict)]
     print(f"done: {'+'.join(tasks)} from {summary['checkpoint']} (step {summary['steps']}) -> "
           f"{os.path.abspath(_WORKDIR.value)}")
@@ -343,7 +350,7 @@ def _main(argv: list[str]) -> None:
 
 
 def main() -> None:
-    app.run(_main)
+    run(_main)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ printed beside it when available (XLA counts a scanned layer stack once, so it i
 The largest micro-batch: memory is affine in the micro-batch size m (state + m x activations),
 so two compiles at m1 < m2 give the slope; the prediction is rounded down to a size that divides
 the physical batch and is a multiple of the data-parallel size, then verified by a third compile.
+
+Exit codes as mdm.train's: 0 planned, 2 bad command line or config, 65 bad token shards (a
+config with data.source=shards opens them); 2 and 65 are one line on stderr, no traceback.
 """
 from __future__ import annotations
 
@@ -120,17 +123,31 @@ def plan(cfg: mlc.ConfigDict, memory_bytes: float | None = None) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> None:
-    from absl import app, flags
+    from absl import flags
     from ml_collections import config_flags
+
+    from mdm.cli_flags import run
     config_flags.DEFINE_config_file("config", None, "experiment config file[:arg]")
     flags.DEFINE_integer("fake_devices", 0, "plan for N fake CPU devices")
     flags.DEFINE_float("memory_gb", 0.0, "per-device memory budget for the micro-batch search")
 
     def _run(_):
         from absl import logging as absl_logging
+
+        from mdm.cli_flags import EXIT_BAD_DATA, fail
+        from mdm.config_validation import ConfigError
+        from mdm.data.shards import ShardError
+        from mdm.sharding import MeshError
         absl_logging.set_verbosity(absl_logging.WARNING)
         cfg = flags.FLAGS.config
-        out = plan(cfg, flags.FLAGS.memory_gb * 2 ** 30 if flags.FLAGS.memory_gb else None)
+        if cfg is None:
+            fail("--config FILE[:ARG] is required (e.g. --config experiments/base.py:default)")
+        try:
+            out = plan(cfg, flags.FLAGS.memory_gb * 2 ** 30 if flags.FLAGS.memory_gb else None)
+        except (ConfigError, MeshError) as e:
+            fail(e)
+        except ShardError as e:
+            fail(e, EXIT_BAD_DATA)
         gb = lambda x: f"{x / 2 ** 30:.2f} GiB"
         print(f"mesh {out['mesh']} ({out['num_devices']} devices); params "
               f"{out['params_total'] / 1e9:.3f}B total, {out['params_non_embedding'] / 1e9:.3f}B "
@@ -145,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{out['largest_micro_batch']}")
         print(json.dumps(out))
 
-    app.run(_run, argv)
+    run(_run, argv)
 
 
 if __name__ == "__main__":

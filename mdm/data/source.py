@@ -14,13 +14,15 @@ iterator state to checkpoint. `grain_dataset` exposes this as a grain MapDataset
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Iterator
 
 import grain
 import numpy as np
 
 from mdm.data.mixing import quotas
-from mdm.data.shards import ROW_KINDS, ShardError, check_compatible, load_manifest, open_split
+from mdm.data.shards import (ROW_KINDS, ShardError, check_compatible, load_manifest, open_split,
+                             read_array)
 from mdm.token_space import TokenSpace
 
 FIELDS = ("tokens", "segment_ids", "cond")
@@ -39,7 +41,8 @@ class ShardSource:
         for kind, r in self.mixture.items():
             if r > 0 and (kind not in self.train or self.train[kind]["rows"] == 0):
                 raise ShardError(f"config.data.mixture.{kind} = {r} but {path} has no {kind} "
-                                 f"rows (has {sorted(self.train)})")
+                                 f"rows (has {sorted(self.train)}); set "
+                                 f"--config.data.mixture.{kind}=0 or tokenize {kind} data")
 
     @classmethod
     def from_config(cls, cfg: Any, space: TokenSpace) -> "ShardSource":
@@ -67,8 +70,8 @@ class ShardSource:
             return {f: np.zeros((0, self.seq_len), np.int32 if f != "cond" else bool) for f in FIELDS}
         order = np.argsort(idx)  # sorted reads are cheaper; restore the order afterwards
         out = {}
-        for f in FIELDS:
-            data = arrays[f][idx[order]].read().result()
+        for f in FIELDS:  # a truncated / corrupt chunk is a ShardError naming the file
+            data = read_array(arrays[f][idx[order]], os.path.join(arrays["path"], f))
             res = np.empty_like(data)
             res[order] = data
             out[f] = res.astype(bool) if f == "cond" else res.astype(np.int32)
