@@ -119,17 +119,23 @@ def _computed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in _TIMING} for r in records]
 
 
-def check_run(d: str, ref: Reference) -> dict[str, int]:
-    """The table's counts for one finished trial directory."""
+def check_run(d: str, ref: Reference, stopped: bool = False) -> dict[str, int]:
+    """The table's counts for one finished trial directory. A run `stopped` by SIGTERM logs the
+    step it stopped at (an extra record, the only difference allowed); everything at the
+    uninterrupted run's steps must be bit-identical to it (timing fields aside)."""
     out = dict.fromkeys(COLUMNS[1:], 0)
     s = _summary(d)
     if not (os.path.exists(os.path.join(d, rc.DONE_FILE)) and s.get("status") == "done"):
         out["runs lost"] = 1
     m, e = _records(os.path.join(d, rc.METRICS_FILE)), _records(os.path.join(d, rc.EVAL_FILE))
-    if [r.get("step") for r in m] != [r.get("step") for r in ref.metrics] or \
-            [r.get("step") for r in e] != [r.get("step") for r in ref.evals]:
+    steps_m, steps_e = [r.get("step") for r in m], [r.get("step") for r in e]
+    ref_m, ref_e = [r["step"] for r in ref.metrics], [r["step"] for r in ref.evals]
+    extra = set(steps_m) - set(ref_m)
+    if (len(steps_m) != len(set(steps_m)) or set(ref_m) - set(steps_m) or steps_e != ref_e
+            or steps_m != sorted(steps_m) or (extra and not stopped)):
         out["dup/missing steps"] = 1
-    elif (s.get("final_eval") != ref.final_eval or _computed(m) != _computed(ref.metrics)
+    elif (s.get("final_eval") != ref.final_eval
+          or _computed([r for r in m if r["step"] in set(ref_m)]) != _computed(ref.metrics)
           or _computed(e) != _computed(ref.evals)):
         out["mismatched final evals"] = 1
     if leftovers(d):
@@ -208,7 +214,7 @@ class Campaign:
             p.send_signal(sig)
         first = p.wait()
         code = run_to_end(d, log)
-        counts = check_run(d, self.ref)
+        counts = check_run(d, self.ref, stopped=sig == signal.SIGTERM)
         if sig == signal.SIGTERM and first not in (0, 75, -signal.SIGTERM):
             counts["runs lost"] = max(counts["runs lost"], 1)
             self.notes.append(f"{fault}-{i}: SIGTERM gave exit {first}")
@@ -252,10 +258,11 @@ class Campaign:
             self.say(f"race trial {i + 1}/{n}: exit codes {codes}")
 
     def disk_full(self) -> str | None:
-        """A run on a tmpfs ~half its size; None when done, else why it was skipped."""
+        """A run on a tmpfs 3/4 of its size (room for a checkpoint or two, not for the run); None
+        when done, else why it was skipped."""
         mnt = os.path.join(self.root, "small_disk")
         os.makedirs(mnt, exist_ok=True)
-        size_kb = max(256, int(_du(os.path.join(self.root, "reference")) * 0.5 / 1024))
+        size_kb = max(256, int(_du(os.path.join(self.root, "reference")) * 0.75 / 1024))
         m = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", mnt],
                            capture_output=True, text=True)
         if m.returncode != 0:

@@ -44,6 +44,7 @@ from mdm import run_contract as rc
 from mdm.assemble import Built, build, make_evaluator, setup_train_step
 from mdm.checkpointing import CheckpointError, Checkpointer
 from mdm.config_validation import ConfigError
+from mdm.data.shards import ShardError
 from mdm.distributed import describe_layout
 from mdm.flops import model_measures
 from mdm.optim import SDE_RULES, resolve_duration
@@ -206,7 +207,7 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
     pending = InFlight(logger)
 
     # The loop: one step in flight; drain (read the step at once) at eval, checkpoint and stop.
-    status, failure = "done", {}
+    status, failure, bad_data = "done", {}, None
     batches = b.source.iterate(start, T, b.rows_per_step, jax.process_index(), jax.process_count())
     try:
         for step in range(start, T):
@@ -233,12 +234,14 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
             status = "nan"
         bar.close()
         saver.close()
-    except (CheckpointError, OSError) as e:       # a failed save or log write (a full disk)
-        bar.close()
+    except (CheckpointError, OSError, ShardError) as e:   # a failed save or log write (a full
+        bar.close()                                         # disk), a chunk that broke mid-run
         status = "failed"
         failure = {"error": f"{type(e).__name__}: {e}", **saver.abort()}
         log.error("run failed: %s; the last good checkpoint is step %s", failure["error"],
                   failure["last_checkpoint"])
+        if isinstance(e, ShardError):
+            bad_data = e
     if status == "done" and T < b.total_steps:
         status = "preempted"  # stopped early by train.max_steps: resumable, not finished
 
@@ -250,6 +253,8 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
     except OSError as e:
         log.error("could not write summary.json (%s: %s); the run's status is %r",
                   type(e).__name__, e, status)
+    if bad_data is not None:
+        raise bad_data          # the CLI's one line and exit 65, after the summary is written
     return summary
 
 
