@@ -14,6 +14,9 @@ and prints one table (the README's reliability table is that output):
                            to the uninterrupted run's
     double-trained runs    two trainers of the same run both trained it
     leftover temp files    *.tmp.* files or orbax temporary directories after the run ended
+    not one clear line     a bad input (launch/bad_inputs.py: bad flags, configs, paths and
+                           shards) that did not stop mdm.train with one `error:` line and its
+                           exit code (2 or 65) before anything was written
 
 Faults: kill -9 at a uniformly random moment of the run (start-up, compile, steps, saves
 included; then relaunch until done), SIGTERM at a random moment (expect exit 75 or 0; relaunch),
@@ -53,7 +56,8 @@ RUN_ARGS = ("--config", "experiments/base.py:tiny",
             "--config.eval.every=20480",               # every 20 steps
             "--config.logging.every_steps=5", "--progress=false")
 COLUMNS = ("trials", "runs lost", "corrupt checkpoints", "dup/missing steps",
-           "mismatched final evals", "double-trained runs", "leftover temp files")
+           "mismatched final evals", "double-trained runs", "leftover temp files",
+           "not one clear line")
 
 
 def train_cmd(workdir: str) -> list[str]:
@@ -289,6 +293,23 @@ class Campaign:
             subprocess.run(["umount", mnt], capture_output=True)
         return None
 
+    def bad_inputs(self) -> None:
+        """Every case of launch/bad_inputs.py through mdm.train."""
+        from launch.bad_inputs import TRAIN_CASES, build_bad_inputs, run_case
+        data = build_bad_inputs(os.path.join(self.root, "bad_inputs"))
+        for i, case in enumerate(TRAIN_CASES):
+            problem = run_case(case, data, os.path.join(self.root, "bad_inputs", f"run-{i}"))
+            counts = dict.fromkeys(COLUMNS[1:], 0)
+            if problem:
+                counts["not one clear line"] = 1
+                self.notes.append(f"bad input {case[0]}: {problem[:300]}")
+            with self._lock:
+                row = self.rows.setdefault("bad input", dict.fromkeys(COLUMNS, 0))
+                row["trials"] += 1
+                for k, v in counts.items():
+                    row[k] += v
+        self.say(f"bad inputs: {len(TRAIN_CASES)} cases")
+
     def finish(self) -> list[dict[str, Any]]:
         """Restore-check every trial's checkpoints; returns the table rows."""
         bad = corrupt_checkpoints([d for ds in self.dirs.values() for d in ds])
@@ -317,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sigterms", type=int, default=10)
     ap.add_argument("--races", type=int, default=10)
     ap.add_argument("--no-disk-full", action="store_true")
+    ap.add_argument("--no-bad-inputs", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="", help="work directory (default: a temporary one, removed)")
     a = ap.parse_args(argv)
@@ -328,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     c.sigterms(a.sigterms)
     c.races(a.races)
     skipped = None if a.no_disk_full else c.disk_full()
+    if not a.no_bad_inputs:
+        c.bad_inputs()
     rows = c.finish()
     print(format_table(rows))
     if skipped:

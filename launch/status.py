@@ -24,9 +24,12 @@ from typing import Any, Iterable
 
 from launch.spec import RunSpec, read_state
 from mdm import run_contract as rc
-from mdm.run_claim import owner_state, pid_alive
+from mdm.run_claim import CLAIMED_EXIT, owner_state, pid_alive
 
 STATUSES = ("done", "running", "queued", "preempted", "failed", "missing")
+# mdm.train's exit codes (mdm/train.py) as the status table explains them
+EXIT_MEANINGS = {1: "failed, see summary.json", 2: "bad config", 3: "non-finite loss",
+                 CLAIMED_EXIT: "another process owns the run", 65: "bad token shards"}
 
 
 def _mtime(path: str) -> float:
@@ -105,7 +108,9 @@ def run_status(spec: RunSpec, stale_s: float = 600.0, now: float | None = None) 
         else:
             row["status"] = "failed"
             code = state.get("rc")
-            row["detail"] = f"exit {code}" if code is not None else "died without a summary"
+            row["detail"] = (f"exit {code}" + (f" ({EXIT_MEANINGS[code]})" if code in EXIT_MEANINGS
+                                               else "") if code is not None
+                             else "died without a summary")
     return row
 
 
