@@ -30,9 +30,21 @@ def _assert_one_line(p, code, expect):
     assert not problem, problem
 
 
+@pytest.fixture(scope="module")
+def train_results(data, repo_root, tmp_path_factory):
+    """Every TRAIN_CASES entry through `python -m mdm.train`, two at a time (each is a process
+    start): {case id: '' or the problem}."""
+    from concurrent.futures import ThreadPoolExecutor
+    root = tmp_path_factory.mktemp("bad_input_runs")
+    with ThreadPoolExecutor(2) as pool:
+        futures = {c[0]: pool.submit(run_case, c, data, str(root / c[0]), repo_root)
+                   for c in TRAIN_CASES}
+    return {k: f.result() for k, f in futures.items()}
+
+
 @pytest.mark.parametrize("case", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
-def test_train_bad_input_is_one_line(case, data, repo_root, tmp_path):
-    problem = run_case(case, data, str(tmp_path / "run"), repo_root)
+def test_train_bad_input_is_one_line(case, train_results):
+    problem = train_results[case[0]]
     assert not problem, problem
 
 

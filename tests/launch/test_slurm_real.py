@@ -79,6 +79,7 @@ class Cluster:
         self.sock = os.path.join(root, "munge.socket")
         self.cpus = cpus
         self.env = dict(os.environ, SLURM_CONF=self.conf)
+        self._held_since: dict[str, float] = {}
 
     def _spawn(self, argv: list[str], log: str) -> subprocess.Popen:
         p = subprocess.Popen(argv, stdout=open(os.path.join(self.root, log), "w"),
@@ -178,7 +179,13 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         make such jobs eligible now so that the test does not wait."""
         q = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i %r"], capture_output=True,
                            text=True, env=self.env)
-        ids = [l.split()[0] for l in q.stdout.splitlines() if l.strip().endswith("BeginTime")]
+        held = [l.split()[0] for l in q.stdout.splitlines() if l.strip().endswith("BeginTime")]
+        now = time.time()
+        for j in held:
+            self._held_since.setdefault(j, now)
+        # wait a few seconds after the requeue: released at once, slurmctld can allocate the job
+        # while its old credential is still being revoked and kill it ("Job credential revoked")
+        ids = [j for j in held if now - self._held_since[j] >= 5.0]
         for j in ids:
             subprocess.run(["scontrol", "update", f"JobId={j}", "StartTime=now"],
                            capture_output=True, env=self.env)
