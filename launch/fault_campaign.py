@@ -2,7 +2,8 @@
 lost, duplicated or corrupted. The fast version runs in `make test` (tests/test_faults.py);
 the full campaign is
 
-    python -m launch.fault_campaign [--kills 20] [--sigterms 10] [--races 10] [--out DIR]
+    python -m launch.fault_campaign [--kills 20] [--sigterms 10] [--races 10]
+        [--launcher-races 5] [--out DIR]
 
 and prints one table (the README's reliability table is that output):
 
@@ -20,7 +21,8 @@ and prints one table (the README's reliability table is that output):
 
 Faults: kill -9 at a uniformly random moment of the run (start-up, compile, steps, saves
 included; then relaunch until done), SIGTERM at a random moment (expect exit 75 or 0; relaunch),
-two trainers of the same run started together (one trains, the other exits 4), and a run on a
+two trainers of the same run started together (one trains, the other exits 4), two launchers
+of the same sweep started together (the run is trained once), and a run on a
 tmpfs too small for it (expect exit 1, a summary naming the error and the last good
 checkpoint, no temporary files; skipped with the reason when no tmpfs can be mounted).
 
@@ -58,6 +60,26 @@ RUN_ARGS = ("--config", "experiments/base.py:tiny",
 COLUMNS = ("trials", "runs lost", "corrupt checkpoints", "dup/missing steps",
            "mismatched final evals", "double-trained runs", "leftover temp files",
            "not one clear line")
+
+
+# The same run as RUN_ARGS, as a one-point sweep for the launcher races.
+RACE_EXPERIMENT = f"""from experiments.base import get_config as _base
+from experiments.sweep import Point, Sweep
+
+
+def get_config(arg=None):
+    c = _base("tiny")
+    c.train.total_tokens = {64 * 16 * STEPS}
+    c.checkpoint.every = 4096
+    c.eval.every = 20480
+    c.logging.every_steps = 5
+    c.logging.progress = False
+    return c
+
+
+def sweep(arg=None):
+    return Sweep("race", [Point("a")])
+"""
 
 
 def train_cmd(workdir: str) -> list[str]:
@@ -261,6 +283,39 @@ class Campaign:
             self._add("concurrent trainers", d, counts)
             self.say(f"race trial {i + 1}/{n}: exit codes {codes}")
 
+    def launcher_races(self, n: int) -> None:
+        """Two `launch.cli run` of the same one-run sweep started together: the run is trained
+        once (the second launcher finds it running, or its trainer is refused the claim)."""
+        exp = os.path.join(self.root, "race_experiment.py")
+        with open(exp, "w") as f:
+            f.write(RACE_EXPERIMENT)
+        for i in range(n):
+            runs = os.path.join(self.root, f"launcher-race-{i}")
+            os.makedirs(runs, exist_ok=True)
+            cmd = [sys.executable, "-m", "launch.cli", "run", exp, "--runs-root", runs,
+                   "--executor", "local"]
+            procs = []
+            for who in ("a", "b"):
+                log = open(os.path.join(runs, f"launcher-{who}.log"), "ab")
+                procs.append(subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log))
+                if who == "a":
+                    time.sleep(self.rng.uniform(0.0, 3.0))
+            codes = tuple(p.wait() for p in procs)
+            sweep = os.path.join(runs, "race")
+            dirs = [os.path.join(sweep, r) for r in sorted(os.listdir(sweep))
+                    if not r.startswith(".")] if os.path.isdir(sweep) else []
+            d = dirs[0] if dirs else os.path.join(sweep, "missing")
+            counts = check_run(d, self.ref)
+            log_path = os.path.join(sweep, ".launch", "logs", os.path.basename(d) + ".log")
+            log = open(log_path, errors="replace").read() if os.path.exists(log_path) else ""
+            if log.count("process 0/1") > 1:       # each trainer that got the claim logs it
+                counts["double-trained runs"] = 1
+            if codes != (0, 0):
+                self.notes.append(f"launcher race {i}: exit codes {codes}")
+            self._add("concurrent launchers", d, counts)
+            self.say(f"launcher race {i + 1}/{n}: exit codes {codes}, "
+                     f"{log.count('process 0/1')} trainer(s) trained it")
+
     def disk_full(self) -> str | None:
         """A run on a tmpfs 3/4 of its size (room for a checkpoint or two, not for the run); None
         when done, else why it was skipped."""
@@ -337,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--sigterms", type=int, default=10)
     ap.add_argument("--races", type=int, default=10)
+    ap.add_argument("--launcher-races", type=int, default=5)
     ap.add_argument("--no-disk-full", action="store_true")
     ap.add_argument("--no-bad-inputs", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
@@ -349,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     c.kills(a.kills)
     c.sigterms(a.sigterms)
     c.races(a.races)
+    c.launcher_races(a.launcher_races)
     skipped = None if a.no_disk_full else c.disk_full()
     if not a.no_bad_inputs:
         c.bad_inputs()
