@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -36,13 +37,19 @@ def _say(msg: str) -> None:
 
 def prepare_data(data_root: str, scale: str, seq_len: int, demo_dir: str = ""
                  ) -> tuple[Any, str, dict[str, Any]]:
-    from mdm.data.shards import load_manifest
+    from mdm.data.shards import OtherDataSet, load_manifest
     from mdm.data.tokenize import raw_from_demo, tokenize
     from mdm.demo_data.build import build_demo_dataset
     demo = build_demo_dataset(demo_dir or os.path.join(data_root, f"demo_{scale}"), scale=scale)
     shards = os.path.join(data_root, f"demo_{scale}_shards_L{seq_len}")
     toks = {k: demo.tokenizer(k) for k in MODS}
-    tokenize(raw_from_demo(demo), toks, shards, seq_len)
+    raw = raw_from_demo(demo)
+    try:
+        tokenize(raw, toks, shards, seq_len)
+    except OtherDataSet:   # the demo's own cache, from an older demo data set: rebuild it
+        _say(f"{shards} holds shards of an older demo data set; re-tokenizing")
+        shutil.rmtree(shards)
+        tokenize(raw, toks, shards, seq_len)
     return demo, shards, load_manifest(shards)
 
 

@@ -107,3 +107,14 @@ def test_the_writer_refuses_ids_of_another_modality(tmp_path):
     parts = [("train", "text", 0, lambda: rows)]
     with pytest.raises(ShardError, match="lies in the image range"):
         write_sequences(str(tmp_path / "w"), "fp-w", SPACE, L, parts)
+
+
+def test_a_directory_of_another_data_set_is_refused_with_its_own_error(tmp_path):
+    """The writer refuses to mix two data sets in one directory (OtherDataSet, a ShardError), so
+    the demo, which owns its shard cache, can rebuild it when its data set changed."""
+    from mdm.data.shards import OtherDataSet
+    rows = _rows("text", 4, 1)
+    write_sequences(str(tmp_path / "s"), "fp-one", SPACE, L, [("train", "text", 0, lambda: rows)])
+    with pytest.raises(OtherDataSet, match="already holds a different data set"):
+        write_sequences(str(tmp_path / "s"), "fp-two", SPACE, L,
+                        [("train", "text", 0, lambda: rows)])

@@ -62,6 +62,10 @@ class ShardError(ValueError):
     """Token shards are missing, incomplete, corrupted or do not match the config."""
 
 
+class OtherDataSet(ShardError):
+    """The directory already holds token shards of a different data set (its fingerprint)."""
+
+
 def _spec(path: str) -> dict[str, Any]:
     return {"driver": "zarr", "kvstore": {"driver": "file", "path": os.path.abspath(path)}}
 
@@ -191,7 +195,7 @@ class ShardWriter:
         os.makedirs(directory, exist_ok=True)
         m = _read_manifest(directory)
         if m is not None and m.get("fingerprint") != fingerprint:
-            raise ShardError(f"{directory} already holds a different data set (fingerprint "
+            raise OtherDataSet(f"{directory} already holds a different data set (fingerprint "
                              f"{m.get('fingerprint')} != {fingerprint}); choose another "
                              "directory or delete it")
         if m is None:

@@ -75,7 +75,9 @@ def raw_from_demo(demo: Any) -> RawDataset:
         image_splits=["eval" if r["split"] in EVAL_SPLITS else "train" for r in irecs],
         waves=waves, transcripts=[r["text"] for r in arecs],
         audio_splits=["eval" if r["split"] in EVAL_SPLITS else "train" for r in arecs],
-        fingerprint=json.dumps(demo.summary.get("stage_keys", {}), sort_keys=True))
+        # the stages the data come from (not the checkers, which only score samples)
+        fingerprint=json.dumps({k: v for k, v in demo.summary.get("stage_keys", {}).items()
+                                if k != "checkers"}, sort_keys=True))
 
 
 def _load_text(paths: Sequence[str], eval_fraction: float) -> dict[str, list[str]]:
