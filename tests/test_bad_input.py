@@ -21,10 +21,6 @@ def data(tmp_path_factory):
     return build_bad_inputs(tmp_path_factory.mktemp("bad_input"))
 
 
-def _run(argv, repo_root, timeout=180):
-    return run(argv, repo_root, timeout)
-
-
 def _assert_one_line(p, code, expect):
     problem = one_line_problem(p, code, expect)
     assert not problem, problem
@@ -63,12 +59,12 @@ def test_train_bad_input_is_one_line(case, train_results):
 ], ids=["plan-unknown-field", "plan-lr-inf", "plan-truncated-chunk", "eval-samples-unknown-field",
         "eval-samples-missing-config"])
 def test_other_entry_points_bad_input_is_one_line(module, argv, code, expect, data, repo_root):
-    p = _run(["-m", module, *[a.format(**data) for a in argv]], repo_root)
+    p = run(["-m", module, *[a.format(**data) for a in argv]], repo_root)
     _assert_one_line(p, code, expect)
 
 
 def test_launch_cli_names_a_non_finite_field(repo_root, tmp_path):
-    p = _run(["-m", "launch.cli", "expand", "experiments/demo.py", "--runs-root", str(tmp_path),
+    p = run(["-m", "launch.cli", "expand", "experiments/demo.py", "--runs-root", str(tmp_path),
               "--set", "optimizer.lr=inf"], repo_root)
     _assert_one_line(p, 2, "config.optimizer.lr: must be a finite number, got inf")
 
