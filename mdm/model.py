@@ -46,6 +46,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from mdm.matmul import matmul
 
 Array = jax.Array
 
@@ -160,13 +163,28 @@ def segment_positions(segment_ids: Array) -> Array:
     return idx - jax.lax.cummax(starts, axis=1)
 
 
-def apply_rotary(x: Array, positions: Array, theta: float) -> Array:
-    """Rotary embedding on the last dim (split halves). x: [B, L, H, Dh], positions [B, L]."""
-    d = x.shape[-1]
-    half = d // 2
-    freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)           # [Dh/2]
-    ang = positions.astype(jnp.float32)[..., None] * freq                   # [B, L, Dh/2]
-    sin, cos = jnp.sin(ang)[:, :, None, :], jnp.cos(ang)[:, :, None, :]
+def rotary_tables(positions: Array, head_dim: int, theta: float) -> tuple[Array, Array]:
+    """(sin, cos), each float32 [B, L, 1, Dh/2], of angle p * theta^(-j / (Dh/2)), j < Dh/2.
+
+    Computed once per forward pass from a [L, Dh/2] table gathered at the positions (a position
+    within a segment is < L), so the transcendentals run L * Dh/2 times, not once per element of
+    every q and k of every layer (which XLA:CPU does when the angles fuse into their consumers).
+    """
+    L = positions.shape[-1]
+    half = head_dim // 2
+    freq = theta ** (-np.arange(half, dtype=np.float64) / half)                # [Dh/2]
+    ang = np.arange(L, dtype=np.float64)[:, None] * freq                        # [L, Dh/2]
+    sin = jnp.take(jnp.asarray(np.sin(ang), jnp.float32), positions, axis=0)   # [B, L, Dh/2]
+    cos = jnp.take(jnp.asarray(np.cos(ang), jnp.float32), positions, axis=0)
+    return sin[:, :, None, :], cos[:, :, None, :]
+
+
+def apply_rotary(x: Array, rotary: tuple[Array, Array]) -> Array:
+    """Rotary embedding on the last dim (split halves), float32 arithmetic, result in x.dtype.
+
+    x: [B, L, H, Dh]; rotary = rotary_tables(...) ([B, L, 1, Dh/2] each)."""
+    sin, cos = rotary
+    half = x.shape[-1] // 2
     x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
     return out.astype(x.dtype)
@@ -176,7 +194,7 @@ class Attention(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array, mask: Array, positions: Array) -> Array:
+    def __call__(self, x: Array, mask: Array, rotary: tuple[Array, Array]) -> Array:
         c = self.cfg
         dt, pdt = _dtype(c.dtype), _dtype(c.param_dtype)
         H, Dh = c.num_heads, c.resolved_head_dim
@@ -184,25 +202,40 @@ class Attention(nn.Module):
         def proj(name: str) -> Array:
             w = self.param(name, _init(c.hidden_init_std(), ("embed", "heads", "kv")),
                            (c.width, H, Dh), pdt)
-            return jnp.einsum("bld,dhk->blhk", x, w.astype(dt))
+            return matmul(x, w.reshape(c.width, H * Dh), dt).reshape(*x.shape[:-1], H, Dh)
 
         q, k, v = proj("query"), proj("key"), proj("value")                 # [B, L, H, Dh]
         if c.qk_norm:
             q = RMSNorm(c.norm_eps, dt, pdt, name="query_norm")(q)
             k = RMSNorm(c.norm_eps, dt, pdt, name="key_norm")(k)
-        q = apply_rotary(q, positions, c.rope_theta)
-        k = apply_rotary(k, positions, c.rope_theta)
+        q = apply_rotary(q, rotary)
+        k = apply_rotary(k, rotary)
         act = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
         q, k, v = _constrain(q, act), _constrain(k, act), _constrain(v, act)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k,
                             preferred_element_type=jnp.float32) * c.attention_scale
         scores = jnp.where(mask, scores, -1e30)                            # [B, H, L, L]
         probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)                      # [B, L, H, Dh]
+        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v,                      # [B, L, H, Dh]
+                         preferred_element_type=jnp.float32).astype(dt)
         out = _constrain(out, act)
         w_out = self.param("out", _init(c.residual_out_init_std(), ("heads", "kv", "embed")),
                            (H, Dh, c.width), pdt)
-        return jnp.einsum("blhk,hkd->bld", out, w_out.astype(dt))
+        return matmul(out.reshape(*out.shape[:-2], H * Dh), w_out.reshape(H * Dh, c.width), dt)
+
+
+class Dense(nn.Module):
+    """y = x W without bias through mdm.matmul (bf16 operands, f32 accumulation); the kernel
+    [in, out] is stored as {name: {kernel}}, the layout of flax's nn.Dense."""
+    features: int
+    dtype: Any
+    param_dtype: Any
+    kernel_init: Any
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        w = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
+        return matmul(x, w, self.dtype)
 
 
 class SwiGLU(nn.Module):
@@ -214,26 +247,25 @@ class SwiGLU(nn.Module):
         dt, pdt = _dtype(c.dtype), _dtype(c.param_dtype)
         F = c.resolved_mlp_dim
 
-        def dense(name: str, feats: int, std: float, axes: tuple[str, str]) -> nn.Dense:
-            return nn.Dense(feats, use_bias=False, dtype=dt, param_dtype=pdt,
-                            kernel_init=_init(std, axes), name=name)
+        def dense(name: str, inp: Array, feats: int, std: float, axes: tuple[str, str]) -> Array:
+            return Dense(feats, dt, pdt, _init(std, axes), name=name)(inp)
 
-        gate = dense("wi_0", F, c.hidden_init_std(), ("embed", "mlp"))(x)
-        up = dense("wi_1", F, c.hidden_init_std(), ("embed", "mlp"))(x)
+        gate = dense("wi_0", x, F, c.hidden_init_std(), ("embed", "mlp"))
+        up = dense("wi_1", x, F, c.hidden_init_std(), ("embed", "mlp"))
         h = _constrain(nn.silu(gate) * up, ("activation_batch", "activation_length", "activation_mlp"))
-        return dense("wo", c.width, c.residual_out_init_std(), ("mlp", "embed"))(h)
+        return dense("wo", h, c.width, c.residual_out_init_std(), ("mlp", "embed"))
 
 
 class Block(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array, mask: Array, positions: Array) -> tuple[Array, None]:
+    def __call__(self, x: Array, mask: Array, rotary: tuple[Array, Array]) -> tuple[Array, None]:
         c = self.cfg
         dt, pdt = _dtype(c.dtype), _dtype(c.param_dtype)
         r = c.residual_scale
         h = RMSNorm(c.norm_eps, dt, pdt, name="attn_norm")(x)
-        x = x + r * Attention(c, name="attn")(h, mask, positions)
+        x = x + r * Attention(c, name="attn")(h, mask, rotary)
         h = RMSNorm(c.norm_eps, dt, pdt, name="mlp_norm")(x)
         x = x + r * SwiGLU(c, name="mlp")(h)
         x = _constrain(x, ("activation_batch", "activation_length", "activation_embed"))
@@ -256,7 +288,7 @@ class Transformer(nn.Module):
         # Attention only within a segment; PAD (segment 0) attends to nothing real.
         same = segment_ids[:, :, None] == segment_ids[:, None, :]
         mask = (same & (segment_ids[:, :, None] > 0))[:, None]              # [B, 1, L, L]
-        positions = segment_positions(segment_ids)
+        rotary = rotary_tables(segment_positions(segment_ids), c.resolved_head_dim, c.rope_theta)
         block = Block
         if c.remat:
             block = nn.remat(block, prevent_cse=not c.scan_layers)
@@ -264,14 +296,14 @@ class Transformer(nn.Module):
             stack = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                             in_axes=(nn.broadcast, nn.broadcast), length=c.depth,
                             metadata_params={nn.PARTITION_NAME: "layers"})
-            x, _ = stack(c, name="layers")(x, mask, positions)
+            x, _ = stack(c, name="layers")(x, mask, rotary)
         else:
             for i in range(c.depth):
-                x, _ = block(c, name=f"layer_{i}")(x, mask, positions)
+                x, _ = block(c, name=f"layer_{i}")(x, mask, rotary)
         x = RMSNorm(c.norm_eps, dt, pdt, name="final_norm")(x)
         head = self.param("head", _init(c.hidden_init_std(), ("embed", "vocab")),
                           (c.width, c.vocab_size), pdt)
-        logits = jnp.einsum("bld,dv->blv", x.astype(jnp.float32), head.astype(jnp.float32))
+        logits = matmul(x, head, dt, out_dtype=jnp.float32)                # [B, L, V] f32
         logits = logits * c.output_mult
         return _constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
 
