@@ -168,11 +168,14 @@ def _timed_generator_class():
                 ck = (prompt.tokens.shape, cfg)
                 if ck not in self._compiled:
                     t0 = time.perf_counter()
-                    fn = jax.jit(lambda p, m, k, c=cfg: sample(self.logits_fn, p, m, self.space, c, k))
-                    self._compiled[ck] = fn.lower(prompt, g, key).compile()
+                    fn = jax.jit(lambda params, p, m, k, c=cfg: sample(
+                        lambda x, s: self.model.apply({"params": params}, x, s), p, m,
+                        self.space, c, k))
+                    self._compiled[ck] = fn.lower(self.params, prompt, g, key).compile()
                     self.compile_s += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                out = np.asarray(jax.block_until_ready(self._compiled[ck](prompt, g, key)))
+                out = np.asarray(jax.block_until_ready(self._compiled[ck](self.params, prompt, g,
+                                                                          key)))
                 self.sample_s += time.perf_counter() - t0
                 self.rows += out.shape[0]
                 self.tokens += int(np.asarray(gen[sl]).sum())

@@ -53,8 +53,7 @@ class Generator:
         item = "ema_params" if self.built.opt["ema_decay"] > 0 else "params"
         self.params = ckpt.restore_params(self.step, abstract, shardings, item)
         ckpt.close()
-        model = self.built.model
-        self.logits_fn = lambda x, s: model.apply({"params": self.params}, x, s)
+        self.model = self.built.model
         self.seq_len = cfg.data.seq_len
         self.tokenizers: dict[str, Any] = {}
         self.media_len = {"image": 0, "audio": 0}
@@ -79,9 +78,10 @@ class Generator:
                         jnp.asarray(seqs.cond), jnp.asarray(target, jnp.int32))
         key = (seqs.tokens.shape, cfg)
         if key not in self._compiled:
-            self._compiled[key] = jax.jit(
-                lambda p, g, k: sample(self.logits_fn, p, g, self.space, cfg, k))
-        out = self._compiled[key](prompt, jnp.asarray(gen), jax.random.PRNGKey(seed))
+            # the parameters are an argument, not constants folded into the program
+            self._compiled[key] = jax.jit(lambda params, p, g, k: sample(
+                lambda x, s: self.model.apply({"params": params}, x, s), p, g, self.space, cfg, k))
+        out = self._compiled[key](self.params, prompt, jnp.asarray(gen), jax.random.PRNGKey(seed))
         return np.asarray(out)
 
     def _text_ids(self, text: str) -> np.ndarray:

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mdm.matmul import matmul
+from mdm.softmax_attention import softmax_attention
 
 Array = jax.Array
 
@@ -212,12 +213,7 @@ class Attention(nn.Module):
         k = apply_rotary(k, rotary)
         act = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
         q, k, v = _constrain(q, act), _constrain(k, act), _constrain(v, act)
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k,
-                            preferred_element_type=jnp.float32) * c.attention_scale
-        scores = jnp.where(mask, scores, -1e30)                            # [B, H, L, L]
-        probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v,                      # [B, L, H, Dh]
-                         preferred_element_type=jnp.float32).astype(dt)
+        out = softmax_attention(q, k, v, mask, c.attention_scale, dt)      # [B, L, H, Dh]
         out = _constrain(out, act)
         w_out = self.param("out", _init(c.residual_out_init_std(), ("heads", "kv", "embed")),
                            (H, Dh, c.width), pdt)

@@ -317,3 +317,74 @@ def test_guidance_moves_toward_the_conditional():
     # log p_c + w (log p_c - log p_u): the logit gap 2 becomes (1 + w) * 2
     p_guided = np.exp(2 * 4) / (np.exp(2 * 4) + 8)
     assert abs(rates[1] - p_guided) < 0.01
+
+
+@pytest.mark.parametrize("V", [37, 64])
+def test_inverse_cdf_sampler_follows_the_probabilities(V):
+    """mdm.samplers.sample_tokens (blockwise inverse CDF) against the probabilities themselves:
+    chi-square over 20000 draws per row, and ids of probability 0 (masked to -1e30, including
+    whole blocks and the first and last id) never drawn."""
+    from mdm.samplers import sample_tokens
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, V)) * 2
+    logits[0, :32] = -1e30                 # a whole zero block (block size 32)
+    logits[1, [0, V - 1]] = -1e30          # zero mass at both ends
+    logits[2, 5:] = -1e30                  # five ids only
+    logp = jax.nn.log_softmax(jnp.asarray(logits, jnp.float32), axis=-1)
+    N = 20000
+    draws = jax.jit(jax.vmap(lambda k: sample_tokens(k, logp)))(
+        jax.random.split(jax.random.PRNGKey(3), N))
+    draws = np.asarray(draws)                                            # [N, 3]
+    p = np.exp(np.asarray(logp, np.float64))
+    for r in range(3):
+        counts = np.bincount(draws[:, r], minlength=V)
+        assert counts[p[r] == 0].sum() == 0, r
+        nz = p[r] > 0
+        exp = N * p[r][nz]
+        chi2 = ((counts[nz] - exp) ** 2 / exp).sum()
+        assert chi2 < stats.chi2.ppf(1 - 1e-4, nz.sum() - 1), (r, chi2)
+
+
+def test_logit_reuse_is_exact():
+    """Skipping the pass when nothing changed gives the same output as always recomputing, and
+    with a fine grid it does skip (the early steps reveal nothing). The denoiser here puts
+    almost all its mass on one id chosen by how many positions are revealed, so a stale pass
+    would draw different tokens."""
+    prompt, gen = t2i_prompt()
+    calls = []
+    V = SPACE.vocab_size
+    lo, hi = SPACE.modality_range(IMAGE)
+
+    def denoiser(x, s):
+        jax.debug.callback(lambda: calls.append(1))
+        revealed = jnp.sum(x != SPACE.mask, axis=-1, keepdims=True)           # [B, 1]
+        target = lo + revealed % (hi - lo)
+        return 20.0 * jax.nn.one_hot(jnp.broadcast_to(target, x.shape), V)
+
+    out = {}
+    for reuse in (True, False):
+        calls.clear()
+        cfg = SamplerConfig(method="ancestral", steps=200, reuse_logits=reuse)
+        out[reuse] = np.asarray(jax.jit(lambda k: sample(denoiser, prompt, gen, SPACE, cfg, k))(
+            jax.random.PRNGKey(4)))
+        jax.effects_barrier()
+        out[(reuse, "calls")] = len(calls)
+    np.testing.assert_array_equal(out[True], out[False])
+    assert len(np.unique(out[True][np.asarray(gen)])) > 3       # the draws do depend on x
+    assert out[(False, "calls")] == 200
+    assert out[(True, "calls")] < 150, out[(True, "calls")]
+
+
+def test_threshold_sampler(model_fn):
+    """Confidence-threshold parallel unmasking: nothing left masked, prompt untouched, tokens in
+    range; threshold 1 reveals one position per pass per row (each row has 36 to generate)."""
+    prompt, gen = t2i_prompt()
+    for thr in (0.5, 1.0):
+        cfg = SamplerConfig(method="threshold", threshold=thr)
+        x = np.asarray(jax.jit(lambda k: sample(model_fn, prompt, gen, SPACE, cfg, k))(
+            jax.random.PRNGKey(0)))
+        g = np.asarray(gen)
+        assert not (x == SPACE.mask).any()
+        np.testing.assert_array_equal(x[~g], np.asarray(prompt.tokens)[~g])
+        lo, hi = SPACE.modality_range(IMAGE)
+        assert ((x[g] >= lo) & (x[g] < hi)).all()
