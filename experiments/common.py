@@ -2,8 +2,8 @@
 
 `study_base(scale)`:
   * "paper": experiments/base.py's default preset, with 1024-token sequences, 256 sequences per
-    step (262k tokens), bfloat16 compute (float32 parameters and loss), 11 evaluations on 512
-    fixed examples, checkpoints every 10% of the run, no progress bar (batch jobs).
+    step (262k tokens), 11 evaluations on 512 fixed examples, checkpoints every 10% of the
+    run, no progress bar (batch jobs).
   * "cpu": the `tiny` preset (64-token sequences, 64-id vocabularies, 16 sequences per step):
     a run of 1e5 tokens takes seconds on this machine.
 
@@ -31,7 +31,6 @@ def study_base(scale: str = "paper") -> mlc.ConfigDict:
         c = base.get_config("default")
         c.data.seq_len = 1024
         c.train.physical_batch = 256
-        c.model.dtype = "bfloat16"
         c.eval.update(every=0.1, num_examples=512, batch_size=64)
         c.checkpoint.update(every=0.1, keep=2)
         c.logging.update(every_steps=50, progress=False)

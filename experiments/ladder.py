@@ -16,7 +16,8 @@
 Every rung uses the CompleteP parameterization (mdm.model) relative to one fixed base shape
 (BASE_WIDTH x BASE_DEPTH = s2), so learning rate, init scale and weight decay tuned at the base
 transfer up the ladder; the transfer check is this file's sweep. Rungs from width 2048 use
-activation rematerialisation (memory, not results).
+activation rematerialisation, and rungs from 12 layers scan their layer stack (compile time and
+memory, not results).
 
 `param_counts(cfg)` / `flops_per_token(cfg)` measure a config's model on an abstract init
 (jax.eval_shape, nothing allocated) and apply mdm.flops.flops_per_token, so IsoFLOP planning
@@ -38,6 +39,7 @@ ASPECT = 128
 MIN_DEPTH = 2
 BASE_WIDTH, BASE_DEPTH = 128, 2
 REMAT_FROM_WIDTH = 2048
+SCAN_FROM_DEPTH = 12      # scan the layer stack from 12 layers (compile time, memory)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +84,7 @@ def apply_size(cfg: mlc.ConfigDict, name: str) -> mlc.ConfigDict:
     cfg.model.update(width=s.width, depth=s.depth, num_heads=s.heads, head_dim=0,
                      parameterization="completep", base_width=BASE_WIDTH, base_depth=BASE_DEPTH,
                      base_head_dim=head_dim_for(BASE_WIDTH),
-                     remat=s.width >= REMAT_FROM_WIDTH)
+                     remat=s.width >= REMAT_FROM_WIDTH, scan_layers=s.depth >= SCAN_FROM_DEPTH)
     return cfg
 
 

@@ -2,7 +2,7 @@
 
 Accelerators use published dense bf16 peaks per chip. On a CPU there is no meaningful published
 peak, so the peak is *measured* once at start: the best of a few jitted 1024^3 matmuls in the
-compute dtype over the whole host (all fake CPU devices share the same cores, so the host figure
+compute dtype (float32 accumulation) over the whole host (all fake CPU devices share the same cores, so the host figure
 is the total, not a per-device one), and recorded in config.json.
 """
 from __future__ import annotations
@@ -27,7 +27,9 @@ def measured_matmul_flops(dtype: str = "float32", n: int = 1024, reps: int = 5) 
     """Best-of-`reps` FLOP/s of a jitted n x n x n matmul on the default device."""
     dt = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(dtype, jnp.float32)
     a = jnp.ones((n, n), dt)
-    f = jax.jit(lambda x: x @ x)
+    # float32 accumulation, as the model's products (mdm.matmul): a bf16-result dot runs on
+    # XLA:CPU's float32 path and would understate the machine's bf16 rate about 5x
+    f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
     f(a).block_until_ready()
     best = float("inf")
     for _ in range(reps):
