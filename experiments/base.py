@@ -22,7 +22,10 @@ def base_config() -> mlc.ConfigDict:
         width=768, depth=12, num_heads=12, head_dim=0, mlp_dim=0, qk_norm=False,
         rope_theta=10000.0, norm_eps=1e-6, dtype="float32", param_dtype="float32",
         init_std=0.02, parameterization="standard", base_width=256, base_depth=4,
-        depth_alpha=1.0, attn_scale="auto", base_head_dim=0, scan_layers=True, remat=False))
+        depth_alpha=1.0, attn_scale="auto", base_head_dim=0, scan_layers=True, remat=False,
+        # auto | einsum | xla | cudnn | splash; auto = einsum on CPU, cudnn on GPU (bf16/fp16
+        # compute, else xla), splash on TPU (mdm/attention.py)
+        attention="auto"))
 
     # Sizes of each modality's tokenizer vocabulary; offsets follow (mdm.token_space).
     c.token_space = mlc.ConfigDict(dict(text_vocab=4096, image_vocab=1000, audio_vocab=1000,
