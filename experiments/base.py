@@ -22,7 +22,10 @@ def base_config() -> mlc.ConfigDict:
         width=768, depth=12, num_heads=12, head_dim=0, mlp_dim=0, qk_norm=False,
         rope_theta=10000.0, norm_eps=1e-6, dtype="bfloat16", param_dtype="float32",
         init_std=0.02, parameterization="standard", base_width=256, base_depth=4,
-        depth_alpha=1.0, attn_scale="auto", base_head_dim=0, scan_layers=False, remat=False))
+        depth_alpha=1.0, attn_scale="auto", base_head_dim=0, scan_layers=False, remat=False,
+        # auto | einsum | xla | cudnn | splash; auto = einsum on CPU, cudnn on GPU (bf16/fp16
+        # compute, else xla), splash on TPU (mdm/attention.py)
+        attention="auto"))
     # dtype is the compute dtype of the products (bf16 operands, float32 accumulation,
     # mdm.matmul); parameters, optimizer state, softmax and loss stay float32. Layers are
     # unrolled (the scan costs 15-24% step time on CPU); experiments/ladder.py scans from 12

@@ -20,6 +20,7 @@ import math
 import numbers
 from typing import Any
 
+from mdm.attention import ATTENTION_IMPLS, LOW_PRECISION
 from mdm.model import ModelConfig
 from mdm.optim import SDE_RULES
 from mdm.run_contract import MODALITIES
@@ -132,6 +133,11 @@ def validate_config(c: Any) -> None:
            f"must be 'standard' or 'completep', got {m.parameterization!r}")
     _check(m.attn_scale in ("auto", "sqrt", "mup"), "model.attn_scale",
            f"must be 'auto', 'sqrt' or 'mup', got {m.attn_scale!r}")
+    attention = m.get("attention", "auto")  # absent from configs written before it existed
+    _check(attention in ATTENTION_IMPLS, "model.attention",
+           f"must be one of {', '.join(ATTENTION_IMPLS)}, got {attention!r}")
+    _check(attention != "cudnn" or m.dtype in LOW_PRECISION, "model.attention",
+           f"'cudnn' needs model.dtype bfloat16 or float16, got {m.dtype!r}; use xla or auto")
 
     for f in ("text_vocab", "image_vocab", "audio_vocab", "pad_vocab_to"):
         _num(c, f"token_space.{f}", 1, integer=True)

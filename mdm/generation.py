@@ -40,6 +40,9 @@ class Generator:
             self.run_config = json.load(f)
         cfg = mlc.ConfigDict(self.run_config["config"])
         cfg.mesh.update(data=1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
+        # The attention kernel belongs to the machine, not the model (same function): a run
+        # trained with splash on TPU samples here with what this backend resolves to.
+        cfg.model.attention = "auto"
         self.cfg = cfg
         self.built = build(cfg)
         self.space: TokenSpace = self.built.space

@@ -33,6 +33,10 @@ With a fixed head size (heads grow with width, as on experiments/ladder.py below
 the two coincide; they differ where d_head grows, where 1 / d_head keeps the q.k logits O(1)
 once q and k align during training (Yang et al. 2022, muP section 4).
 
+Attention implementation (`attention`): einsum (the explicit path in Attention below), xla,
+cudnn or splash, "auto" resolved at trace time from jax.default_backend()
+(mdm.attention.resolve_attention: einsum on CPU, cudnn on GPU, splash on TPU).
+
 Defaults chosen where the paper is silent: SwiGLU hidden size 8/3 * width rounded up to a
 multiple of 64, head_dim = width / num_heads, rotary theta 10000, RMSNorm eps 1e-6, untied
 embedding and output head, QK-norm off.
@@ -48,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mdm.attention import check_attention, dot_product, resolve_attention, splash_attention
 from mdm.matmul import matmul
 from mdm.softmax_attention import softmax_attention
 
@@ -76,6 +81,7 @@ class ModelConfig:
     base_head_dim: int = 0       # head size at the base shape (0 -> base_width // num_heads)
     scan_layers: bool = True
     remat: bool = False
+    attention: str = "auto"      # auto | einsum | xla | cudnn | splash (mdm.attention)
 
     @property
     def resolved_head_dim(self) -> int:
@@ -195,10 +201,13 @@ class Attention(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array, mask: Array, rotary: tuple[Array, Array]) -> Array:
+    def __call__(self, x: Array, mask: Array | None, segment_ids: Array,
+                 rotary: tuple[Array, Array]) -> Array:
+        """mask: bool [B, 1, L, L] (None under splash, which reads segment_ids [B, L])."""
         c = self.cfg
         dt, pdt = _dtype(c.dtype), _dtype(c.param_dtype)
         H, Dh = c.num_heads, c.resolved_head_dim
+        impl = resolve_attention(c, jax.default_backend())
 
         def proj(name: str) -> Array:
             w = self.param(name, _init(c.hidden_init_std(), ("embed", "heads", "kv")),
@@ -213,7 +222,12 @@ class Attention(nn.Module):
         k = apply_rotary(k, rotary)
         act = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
         q, k, v = _constrain(q, act), _constrain(k, act), _constrain(v, act)
-        out = softmax_attention(q, k, v, mask, c.attention_scale, dt)      # [B, L, H, Dh]
+        if impl == "einsum":       # explicit softmax, custom VJP (mdm.softmax_attention)
+            out = softmax_attention(q, k, v, mask, c.attention_scale, dt)  # [B, L, H, Dh]
+        elif impl == "splash":
+            out = splash_attention(q, k, v, segment_ids, c.attention_scale)
+        else:                                                              # xla | cudnn
+            out = dot_product(q, k, v, mask, c.attention_scale, impl).astype(dt)
         out = _constrain(out, act)
         w_out = self.param("out", _init(c.residual_out_init_std(), ("heads", "kv", "embed")),
                            (H, Dh, c.width), pdt)
@@ -256,12 +270,13 @@ class Block(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array, mask: Array, rotary: tuple[Array, Array]) -> tuple[Array, None]:
+    def __call__(self, x: Array, mask: Array | None, segment_ids: Array,
+                 rotary: tuple[Array, Array]) -> tuple[Array, None]:
         c = self.cfg
         dt, pdt = _dtype(c.dtype), _dtype(c.param_dtype)
         r = c.residual_scale
         h = RMSNorm(c.norm_eps, dt, pdt, name="attn_norm")(x)
-        x = x + r * Attention(c, name="attn")(h, mask, rotary)
+        x = x + r * Attention(c, name="attn")(h, mask, segment_ids, rotary)
         h = RMSNorm(c.norm_eps, dt, pdt, name="mlp_norm")(x)
         x = x + r * SwiGLU(c, name="mlp")(h)
         x = _constrain(x, ("activation_batch", "activation_length", "activation_embed"))
@@ -281,21 +296,26 @@ class Transformer(nn.Module):
                          (c.vocab_size, c.width), pdt)
         x = jnp.take(emb, tokens, axis=0).astype(dt)                        # [B, L, D]
         x = _constrain(x, ("activation_batch", "activation_length", "activation_embed"))
-        # Attention only within a segment; PAD (segment 0) attends to nothing real.
-        same = segment_ids[:, :, None] == segment_ids[:, None, :]
-        mask = (same & (segment_ids[:, :, None] > 0))[:, None]              # [B, 1, L, L]
+        # Attention only within a segment; no real token attends to PAD (segment 0). Splash
+        # reads the segment ids itself (PAD rows: mdm.attention docstring).
+        impl = resolve_attention(c, jax.default_backend())
+        check_attention(impl, jax.default_backend(), c.dtype)
+        mask = None
+        if impl != "splash":
+            same = segment_ids[:, :, None] == segment_ids[:, None, :]
+            mask = (same & (segment_ids[:, :, None] > 0))[:, None]          # [B, 1, L, L]
         rotary = rotary_tables(segment_positions(segment_ids), c.resolved_head_dim, c.rope_theta)
         block = Block
         if c.remat:
             block = nn.remat(block, prevent_cse=not c.scan_layers)
         if c.scan_layers:
             stack = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
-                            in_axes=(nn.broadcast, nn.broadcast), length=c.depth,
-                            metadata_params={nn.PARTITION_NAME: "layers"})
-            x, _ = stack(c, name="layers")(x, mask, rotary)
+                            in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                            length=c.depth, metadata_params={nn.PARTITION_NAME: "layers"})
+            x, _ = stack(c, name="layers")(x, mask, segment_ids, rotary)
         else:
             for i in range(c.depth):
-                x, _ = block(c, name=f"layer_{i}")(x, mask, rotary)
+                x, _ = block(c, name=f"layer_{i}")(x, mask, segment_ids, rotary)
         x = RMSNorm(c.norm_eps, dt, pdt, name="final_norm")(x)
         head = self.param("head", _init(c.hidden_init_std(), ("embed", "vocab")),
                           (c.width, c.vocab_size), pdt)

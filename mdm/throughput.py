@@ -1,9 +1,10 @@
 """Peak FLOP/s per device kind, for MFU = achieved model FLOP/s / peak FLOP/s.
 
-Accelerators use published dense bf16 peaks per chip. On a CPU there is no meaningful published
-peak, so the peak is *measured* once at start: the best of a few jitted 1024^3 matmuls in the
-compute dtype (float32 accumulation) over the whole host (all fake CPU devices share the same cores, so the host figure
-is the total, not a per-device one), and recorded in config.json.
+Accelerators use published dense bf16 peaks per chip (the table in mdm.hardware). On a CPU there
+is no meaningful published peak, so the peak is *measured* once at start: the best of a few
+jitted 1024^3 matmuls in the compute dtype (float32 accumulation) over the whole host (all fake
+CPU devices share the same cores, so the host figure is the total, not a per-device one), and
+recorded in config.json.
 """
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ import time
 import jax
 import jax.numpy as jnp
 
-# Dense bf16 peak FLOP/s per device (one chip / GPU), from vendor specifications.
-PEAK_FLOPS: dict[str, float] = {
-    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,
-    "TPU v5": 459e12, "TPU v6 lite": 918e12, "TPU v6e": 918e12, "TPU7x": 2307e12,
-    "NVIDIA H100": 989e12, "NVIDIA H200": 989e12, "NVIDIA A100": 312e12,
-    "NVIDIA B200": 2250e12, "NVIDIA GH200": 989e12,
-}
+from mdm.hardware import CHIPS, chip_for_device_kind
+
+# Dense bf16 peak FLOP/s per device (one chip / GPU) by device-kind prefix: mdm.hardware.CHIPS,
+# the one table of vendor figures.
+PEAK_FLOPS: dict[str, float] = {prefix: chip.peak_bf16_flops for chip in CHIPS.values()
+                                for prefix in chip.device_kinds}
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,7 +44,7 @@ def peak_flops_total(devices: list, dtype: str = "float32") -> tuple[float, str]
     kind = devices[0].device_kind
     if devices[0].platform == "cpu":
         return measured_matmul_flops(dtype), f"measured {dtype} matmul on the host CPU"
-    for name, peak in PEAK_FLOPS.items():
-        if kind.lower().startswith(name.lower()):
-            return peak * len(devices), f"table: {name}"
-    return float("nan"), f"unknown device kind {kind!r} (add it to mdm.throughput.PEAK_FLOPS)"
+    chip = chip_for_device_kind(kind)
+    if chip is not None:
+        return chip.peak_bf16_flops * len(devices), f"table: {chip.label} (mdm.hardware)"
+    return float("nan"), f"unknown device kind {kind!r} (add it to mdm.hardware.CHIPS)"
