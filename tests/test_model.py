@@ -286,7 +286,7 @@ def test_the_loss_never_reads_pad_outputs_and_gradients_agree():
     from mdm.objective import corrupt, elbo_sums, loss_from_sums
     c = get_config("tiny")
     c.data.seq_len = ATTN_L
-    c.model.update(width=128, depth=2, num_heads=2)
+    c.model.update(width=128, depth=2, num_heads=2, dtype="float32")
     c.objective.cond_dropout = 0.0
     b = build(c)
     raw = b.source.batch(0, 2)
@@ -351,7 +351,7 @@ def test_attention_choice_is_validated_and_resolved():
     msg = str(e.value)
     assert "\n" not in msg and "config.model.attention" in msg
     assert all(v in msg for v in ("auto", "einsum", "xla", "cudnn", "splash"))
-    c.model.attention = "cudnn"                                      # float32 compute
+    c.model.update(attention="cudnn", dtype="float32")              # float32 compute
     with pytest.raises(ConfigError, match="bfloat16"):
         validate_config(c)
 

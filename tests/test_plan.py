@@ -39,6 +39,7 @@ def test_mdm_plan_target_8xh100_reports_fit_step_time_and_attention(repo_root):
     p = subprocess.run(
         [sys.executable, "-c", "from mdm.plan import main; main()", "--config",
          "experiments/base.py:tiny", "--target", "8xH100", "--config.model.dtype=bfloat16",
+         "--config.model.scan_layers=true",
          "--config.mesh.data=1", "--config.mesh.fsdp=8"],
         cwd=repo_root, env={**env, "PYTHONPATH": repo_root}, capture_output=True, text=True,
         timeout=120)
