@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     from absl import flags, logging as absl_logging
     flags.FLAGS.mark_as_parsed()
     absl_logging.set_verbosity(absl_logging.WARNING)
+    from mdm.startup import enable_compilation_cache
+    enable_compilation_cache()        # this process samples; the trainers it spawns do the same
     t0 = time.perf_counter()
     os.makedirs(a.out, exist_ok=True)
     _say(f"1-2/6 demo data ({a.scale}) and token shards (cached after the first run)")
