@@ -120,3 +120,18 @@ def test_two_trainers_compile_into_one_cache_at_once_and_a_third_loads_it(tmp_pa
         records, _ = rc.read_jsonl(str(run / rc.METRICS_FILE))
         losses.append([r["loss"] for r in records])
     assert losses[0] == losses[1] == losses[2]
+
+
+def test_demo_report_shows_the_runs_start_up():
+    import pandas as pd
+
+    from launch.demo import startup_lines
+    runs = pd.DataFrame({"summary.startup_s": [3.0, 5.0],
+                         "summary.startup.phases_s.imports": [1.0, 2.0],
+                         "summary.startup.phases_s.first_step": [1.5, 2.5],
+                         "summary.startup.compile.cache_hits": [9, 0],
+                         "summary.startup.compile.programs": [9, 9]})
+    line = "".join(startup_lines(runs))
+    assert "median over the runs: 4.0 s (imports 1.5, first step 2.0 s)" in line
+    assert "9 of 18 compiled programs came from the compilation cache" in line
+    assert startup_lines(runs.drop(columns=["summary.startup_s"])) == []
