@@ -65,11 +65,11 @@ def host_tag() -> str:
     ident = platform.machine() + platform.processor()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            seen = set()
-            for line in f:
-                key = line.split(":", 1)[0].strip()
-                if key in ("model name", "flags", "Features", "CPU part") and key not in seen:
-                    seen.add(key)
+            for line in f:                    # the first processor's block
+                if not line.strip():
+                    break
+                if line.split(":", 1)[0].strip() in ("model name", "flags", "Features",
+                                                     "CPU part", "CPU implementer"):
                     ident += line
     except OSError:
         pass

@@ -20,6 +20,14 @@ RunClaimed (exit 4). Every (re)start first makes the logs match the state it sta
 lines dropped). A finished run (DONE and a "done" summary) is not trained again: train() returns
 its summary and says so.
 
+Start-up (mdm.startup.StartupClock) is timed in phases up to the first finished step (the
+loop waits for that one step): imports (everything before train(): the interpreter, flags,
+config, importing jax / flax / orbax / grain), build, setup (mesh, abstract state and the
+jitted step, parameter counts, the CPU's measured peak, config.json, checkpoint manager), state
+(init or restore), eval_setup, eval_at_start, first_batch, first_step (tracing, compiling or
+loading from the persistent cache, running). One `startup:` log line; summary.json "startup_s"
+and "startup" (with the compile seconds, programs and cache hits, from jax.monitoring).
+
 Exit statuses (summary.json "status", and the CLI's exit code): done (0), failed (1: a checkpoint
 save or a log write failed, e.g. a full disk; summary.json names the error and the last good
 checkpoint, temporary save directories are removed), nan (3: a non-finite loss or gradient;
