@@ -134,9 +134,12 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
         return finished
     owner = (RunClaim(workdir, stale_s=float(os.environ.get("MDM_CLAIM_STALE_S", DEFAULT_STALE_S)))
              if jax.process_index() == 0 else _NoClaim())
-    with _Preemption() as pre, owner as claim:
-        return _train(cfg, workdir, pre, progress, devices, claim,
-                      clock if clock is not None else StartupClock(time.time()))
+    clock = clock if clock is not None else StartupClock(time.time())
+    try:
+        with _Preemption() as pre, owner as claim:
+            return _train(cfg, workdir, pre, progress, devices, claim, clock)
+    finally:
+        clock.compiles.stop()               # stop counting compiles, whatever happened
 
 
 def finished_summary(workdir: str) -> dict[str, Any] | None:
