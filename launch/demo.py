@@ -144,6 +144,26 @@ def _fmt_ci(f: Any, p: str) -> str:
     return f"{v:.3g} [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else f"{v:.3g}"
 
 
+def startup_lines(runs: Any) -> list[str]:
+    """One line on the runs' start-up to their first step (summary.json "startup", written by
+    the trainer at its latest start), medians over the runs; [] for runs that lack it."""
+    import numpy as np
+    pre = "summary.startup.phases_s."
+    cols = [c for c in runs.columns if c.startswith(pre)]
+    if "summary.startup_s" not in runs.columns or not cols:
+        return []
+    med = {c[len(pre):]: float(np.nanmedian(runs[c].astype(float))) for c in cols}
+    order = ("imports", "build", "setup", "state", "eval_setup", "eval_at_start", "first_batch",
+             "first_step")
+    phases = ", ".join(f"{k.replace('_', ' ')} {med[k]:.1f}" for k in order if k in med)
+    hits = runs.get("summary.startup.compile.cache_hits")
+    progs = runs.get("summary.startup.compile.programs")
+    cache = (f"; {int(np.nansum(hits))} of {int(np.nansum(progs))} compiled programs came from "
+             "the compilation cache" if hits is not None and progs is not None else "")
+    return ["", f"Start-up to the first finished step, median over the runs: "
+            f"{np.nanmedian(runs['summary.startup_s'].astype(float)):.1f} s ({phases} s){cache}."]
+
+
 def write_report(out: str, info: dict[str, Any], fits: dict[str, Any], samples: dict[str, Any],
                  elapsed: float) -> str:
     runs, laws, allocs = fits["runs"], fits["laws"], fits["allocs"]
@@ -151,11 +171,13 @@ def write_report(out: str, info: dict[str, Any], fits: dict[str, Any], samples: 
     L += [f"Data: the embedded demo set ({info['scale']} scale) tokenized to sequences of "
           f"{info['seq_len']} tokens (`{info['shards']}`); runs under `{info['runs_root']}/"
           f"{info['sweep']}`; total wall time {elapsed / 60:.1f} min.", ""]
-    L += ["## Runs", "", "| run | N (non-emb.) | tokens D | FLOPs C | text bits | image bits | audio bits |",
-          "|---|---|---|---|---|---|---|"]
+    L += ["## Runs", "", "| run | N (non-emb.) | tokens D | FLOPs C | text bits | image bits | "
+          "audio bits | start-up s |", "|---|---|---|---|---|---|---|---|"]
     for _, r in runs.sort_values(["N", "D"]).iterrows():
         L.append(f"| {r['run_id']} | {r['N']:.3g} | {r['D']:.3g} | {r['C']:.3g} | "
-                 + " | ".join(f"{r.get(f'bits_{m}', float('nan')):.3f}" for m in MODS) + " |")
+                 + " | ".join(f"{r.get(f'bits_{m}', float('nan')):.3f}" for m in MODS)
+                 + f" | {r.get('summary.startup_s', float('nan')):.1f} |")
+    L += startup_lines(runs)
     L += ["", "## Fitted laws: bits per token L(N, D) = E + A / N^alpha + B / D^beta", "",
           "Huber (delta 1e-3) on log loss, 4500-start grid, 200 bootstrap refits over runs "
           "(95% percentile intervals in brackets).", "",
@@ -230,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     from absl import flags, logging as absl_logging
     flags.FLAGS.mark_as_parsed()
     absl_logging.set_verbosity(absl_logging.WARNING)
+    from mdm.startup import enable_compilation_cache
+    enable_compilation_cache()        # this process samples; the trainers it spawns do the same
     t0 = time.perf_counter()
     os.makedirs(a.out, exist_ok=True)
     _say(f"1-2/6 demo data ({a.scale}) and token shards (cached after the first run)")

@@ -340,6 +340,8 @@ def _main(argv: list[str]) -> None:
         fail("--workdir DIR is required (the output run directory)")
     from mdm.config_validation import ConfigError
     from mdm.data.shards import ShardError
+    from mdm.startup import enable_compilation_cache
+    enable_compilation_cache()        # compiled samplers are reused across processes
     try:
         summary = run_sampling(cfg, _WORKDIR.value, progress=_PROGRESS.value)
     except (ConfigError, SampleError) as e:

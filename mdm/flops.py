@@ -31,16 +31,25 @@ def flops_per_token(params_non_embedding: int, n_layers: int, seq_len: int, d_at
 
 @functools.lru_cache(maxsize=256)
 def _measures(model_cfg: Any, seq_len: int) -> tuple[tuple[str, float], ...]:
-    from mdm.model import Transformer, count_params
+    from mdm.model import Transformer
     from mdm.train_state import abstract_params
-    counts = count_params(abstract_params(Transformer(model_cfg), min(seq_len, 64)))
+    return _with_flops(abstract_params(Transformer(model_cfg), min(seq_len, 64)), model_cfg,
+                       seq_len)
+
+
+def _with_flops(params: Any, model_cfg: Any, seq_len: int) -> tuple[tuple[str, float], ...]:
+    from mdm.model import count_params
+    counts = count_params(params)
     fpt = flops_per_token(counts["params_non_embedding"], model_cfg.depth, seq_len,
                           model_cfg.num_heads * model_cfg.resolved_head_dim)
     return tuple(sorted({**counts, "flops_per_token": fpt}.items()))
 
 
-def model_measures(model_cfg: Any, seq_len: int) -> dict[str, float]:
+def model_measures(model_cfg: Any, seq_len: int, params: Any = None) -> dict[str, float]:
     """{params_total, params_embedding, params_head, params_non_embedding, flops_per_token} of
-    a mdm.model.ModelConfig at `seq_len` (counts do not depend on it; measured once per shape)."""
+    a mdm.model.ModelConfig at `seq_len` (counts do not depend on it; measured once per shape).
+    `params`: the model's (abstract) parameter tree when the caller has it already (the
+    trainer's StepSetup.abstract.params), counted instead of tracing the model's init again."""
+    if params is not None:
+        return dict(_with_flops(params, model_cfg, int(seq_len)))
     return dict(_measures(model_cfg, int(seq_len)))
-

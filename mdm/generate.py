@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         ap.error(str(e))
     from mdm.generation import Generator
+    from mdm.startup import enable_compilation_cache
+    enable_compilation_cache()        # compiled samplers are reused across processes
     g = Generator(a.run_dir, a.step)
     prompts = a.prompt
     if a.task == "text":

@@ -16,7 +16,9 @@ Pure Python (no JAX): the trainer writes these files, `analysis/` reads them.
       eval.jsonl     one object per evaluation; keys EVAL_KEYS plus, per modality m,
                      nats_<m>, bits_<m>, nats_se_<m>, bits_se_<m>, count_<m>
       summary.json   {status, steps, tokens, flops, wall_s, final_eval: {m: {nats, bits,
-                      nats_se, bits_se, count}}, ...}
+                      nats_se, bits_se, count}}, startup_s (process start -> first finished
+                      step, this start), startup: {total_s, phases_s: {phase: s},
+                      compile: {seconds, backend_s, programs, cache_hits, cache_dir}}, ...}
       DONE           present only when the run finished (status "done")
       OWNER          {host, pid, started, heartbeat, released}: who trains the run now
                      (mdm.run_claim; flock-held while it trains)

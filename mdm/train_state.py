@@ -79,9 +79,13 @@ def state_shardings(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
 
 
 def create_state(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh, rules: Any,
-                 seq_len: int, rng: jax.Array, ema: bool = False) -> tuple[TrainState, TrainState]:
-    """Initialise the state directly into its shardings; returns (state, shardings)."""
-    _, shardings = state_shardings(model, tx, mesh, rules, seq_len, ema)
+                 seq_len: int, rng: jax.Array, ema: bool = False,
+                 shardings: TrainState | None = None) -> tuple[TrainState, TrainState]:
+    """Initialise the state directly into its shardings; returns (state, shardings).
+    `shardings`: state_shardings' second result when the caller has it already (it traces
+    the model's init once more otherwise)."""
+    if shardings is None:
+        _, shardings = state_shardings(model, tx, mesh, rules, seq_len, ema)
 
     def init(r: jax.Array) -> TrainState:
         params = nn.unbox(model.init(r, *_model_inputs(1, seq_len))["params"])

@@ -20,6 +20,14 @@ RunClaimed (exit 4). Every (re)start first makes the logs match the state it sta
 lines dropped). A finished run (DONE and a "done" summary) is not trained again: train() returns
 its summary and says so.
 
+Start-up (mdm.startup.StartupClock) is timed in phases up to the first finished step (the
+loop waits for that one step): imports (everything before train(): the interpreter, flags,
+config, importing jax / flax / orbax / grain), build, setup (mesh, abstract state and the
+jitted step, parameter counts, the CPU's measured peak, config.json, checkpoint manager), state
+(init or restore), eval_setup, eval_at_start, first_batch, first_step (tracing, compiling or
+loading from the persistent cache, running). One `startup:` log line; summary.json "startup_s"
+and "startup" (with the compile seconds, programs and cache hits, from jax.monitoring).
+
 Exit statuses (summary.json "status", and the CLI's exit code): done (0), failed (1: a checkpoint
 save or a log write failed, e.g. a full disk; summary.json names the error and the last good
 checkpoint, temporary save directories are removed), nan (3: a non-finite loss or gradient;
@@ -35,6 +43,7 @@ import logging
 import math
 import os
 import signal
+import time
 from typing import Any
 
 import jax
@@ -52,6 +61,7 @@ from mdm.run_claim import CLAIMED_EXIT, DEFAULT_STALE_S, RunClaim  # noqa: F401 
 from mdm.run_logger import RunWriter
 from mdm.sharding import (data_parallel_size, mesh_context, mesh_from_config,
                           rules_from_config)
+from mdm.startup import StartupClock
 from mdm.throughput import peak_flops_total
 from mdm.train_loop import (CheckpointHook, EvalHook, InFlight, MetricsLogger, ProgressBar,
                             put_batch, put_global)
@@ -107,12 +117,16 @@ class _Preemption:
 
 
 def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
-          devices: list | None = None) -> dict[str, Any]:
+          devices: list | None = None, clock: StartupClock | None = None) -> dict[str, Any]:
     """Train (or resume) the run in `workdir`; returns summary.json's content.
 
     `devices` restricts the mesh to a subset of jax.devices() (single-process only).
     A SIGTERM that arrives while the run is still starting (building, compiling) stops it at
     its first step boundary, like one that arrives later.
+    `clock` times the start-up (mdm.startup.StartupClock; the CLI's starts at the process's
+    start, so its first phase, "imports", is everything before this call); by default one
+    starts now. Its phases go to the log as one line and to summary.json ("startup_s", the
+    seconds to the first finished step, and "startup", the phases and compile counts).
     """
     finished = finished_summary(workdir)
     if finished is not None:
@@ -120,8 +134,12 @@ def train(cfg: mlc.ConfigDict, workdir: str, progress: bool | None = None,
         return finished
     owner = (RunClaim(workdir, stale_s=float(os.environ.get("MDM_CLAIM_STALE_S", DEFAULT_STALE_S)))
              if jax.process_index() == 0 else _NoClaim())
-    with _Preemption() as pre, owner as claim:
-        return _train(cfg, workdir, pre, progress, devices, claim)
+    clock = clock if clock is not None else StartupClock(time.time())
+    try:
+        with _Preemption() as pre, owner as claim:
+            return _train(cfg, workdir, pre, progress, devices, claim, clock)
+    finally:
+        clock.compiles.stop()               # stop counting compiles, whatever happened
 
 
 def finished_summary(workdir: str) -> dict[str, Any] | None:
@@ -150,16 +168,19 @@ class _NoClaim:
 
 
 def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool | None,
-           devices: list | None, claim: Any) -> dict[str, Any]:
-    """Setup, the loop, the summary (module docstring); `pre` says when to stop early."""
+           devices: list | None, claim: Any, clock: StartupClock) -> dict[str, Any]:
+    """Setup, the loop, the summary (module docstring); `pre` says when to stop early;
+    `clock` times the start-up up to the first finished step."""
     # Setup: the run, the mesh, the jitted step, the run directory, the state.
+    clock.mark("imports")
     b = build(cfg)
+    clock.mark("build")
     layout = _layout(devices)
     mesh, rules = mesh_from_config(cfg, devices), rules_from_config(cfg)
     dp = data_parallel_size(mesh)
     _check_rows_split(b, dp)
     st = setup_train_step(cfg, b, mesh, rules)
-    measures = model_measures(b.model_cfg, cfg.data.seq_len)
+    measures = model_measures(b.model_cfg, cfg.data.seq_len, st.abstract.params)
     fpt = measures["flops_per_token"]
     peak, peak_source = peak_flops_total(devices or jax.devices(), b.model_cfg.dtype)
     run_id = cfg.run_id or _basename(workdir)
@@ -175,14 +196,16 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
         log.warning("dropped torn or garbled log lines on restart: %s", cleaned)
     if ckpt is not None:
         ckpt.cleanup_tmp()                      # leftovers of a save that was killed
+    clock.mark("setup")
     if start is not None:
         with mesh_context(mesh):
             state = ckpt.restore(start, st.abstract, st.shardings)
         log.info("resumed from the checkpoint at step %d", start)
     else:
         state, _ = create_state(b.model, st.tx, mesh, rules, cfg.data.seq_len,
-                                jax.random.PRNGKey(cfg.seed), st.ema)
+                                jax.random.PRNGKey(cfg.seed), st.ema, st.shardings)
         start = 0
+    clock.mark("state")
 
     # The pieces of the loop (mdm.train_loop): cadences in steps, eval, checkpoints, metrics.
     evaluate = make_evaluator(cfg, b, put=functools.partial(put_global, mesh), dp=dp,
@@ -199,8 +222,10 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
         T = min(T, start + cfg.train.max_steps) if start < T else T
     logger = MetricsLogger(writer, b, fpt, peak, layout["num_devices"],
                            cfg.logging.every_steps, start)  # the wall clock starts here
+    clock.mark("eval_setup")
     if start == 0 and cfg.eval.at_start:  # every process runs the (SPMD) eval; process 0 writes
         evals.run(0, state)
+        clock.mark("eval_at_start")
     bar = ProgressBar(progress if progress is not None else cfg.logging.progress, T, start,
                       run_id)
     logger.start_window(bar)
@@ -209,10 +234,19 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
     # The loop: one step in flight; drain (read the step at once) at eval, checkpoint and stop.
     status, failure, bad_data = "done", {}, None
     batches = b.source.iterate(start, T, b.rows_per_step, jax.process_index(), jax.process_count())
+    startup = None
     try:
         for step in range(start, T):
             s = step + 1
-            state, metrics = st.step(state, put_batch(st.batch_sharding, next(batches)))
+            batch = next(batches)
+            if startup is None:
+                clock.mark("first_batch")
+            state, metrics = st.step(state, put_batch(st.batch_sharding, batch))
+            if startup is None:        # start-up ends when the first step has finished
+                jax.block_until_ready(metrics)
+                clock.mark("first_step")
+                startup = clock.stop()
+                log.info("%s", clock.line())
             if not pending.push(s, metrics):      # reads step s - 1 while step s runs
                 status = "nan"
                 break
@@ -246,6 +280,9 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
         status = "preempted"  # stopped early by train.max_steps: resumable, not finished
 
     summary = {**_summary(status, run_id, state, b, measures, logger, evals.last), **failure}
+    if startup is None:         # no step ran (a run already at its last step)
+        startup = clock.stop()
+    summary.update(startup_s=startup["total_s"], startup=startup)
     try:
         writer.summary(summary)
         if status == "done":

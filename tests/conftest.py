@@ -7,6 +7,16 @@ _FLAGS = ("--xla_force_host_platform_device_count=8 "
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAGS).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The trainers this session starts (subprocesses) share one compilation cache of their own
+# (mdm.startup), removed at the end: programs compiled by one test are loaded by the next, and
+# a test that kills a trainer mid-write never leaves a torn entry in the user's cache.
+if "MDM_COMPILATION_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+    _CACHE = tempfile.mkdtemp(prefix="mdm-test-jax-cache-")
+    os.environ["MDM_COMPILATION_CACHE"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 from absl import flags  # noqa: E402
 
