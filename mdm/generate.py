@@ -27,11 +27,14 @@ TASK_CHOICES = ("text", "infill", "t2i", "t2s", "i2t", "s2t", *OLD_NAMES)
 def sampler_from_args(a: argparse.Namespace) -> SamplerConfig:
     return SamplerConfig(method=a.method, steps=a.steps, temperature=a.temperature,
                          top_k=a.top_k, top_p=a.top_p, guidance=a.guidance,
-                         guidance_schedule=a.guidance_schedule, time_grid=a.time_grid)
+                         guidance_schedule=a.guidance_schedule, time_grid=a.time_grid,
+                         threshold=a.threshold, reuse_logits=not a.no_reuse_logits)
 
 
 def add_sampler_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--method", default="confidence")
+    ap.add_argument("--method", default="confidence",
+                    help="ancestral (exact), confidence, margin, entropy, or threshold "
+                         "(parallel unmasking above --threshold; --steps unused)")
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top_k", type=int, default=0)
@@ -39,6 +42,9 @@ def add_sampler_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--guidance", type=float, default=0.0)
     ap.add_argument("--guidance_schedule", default="constant")
     ap.add_argument("--time_grid", default="uniform")
+    ap.add_argument("--threshold", type=float, default=0.9)
+    ap.add_argument("--no_reuse_logits", action="store_true",
+                    help="recompute the denoiser even when no position changed (same output)")
 
 
 def main(argv: list[str] | None = None) -> int:
