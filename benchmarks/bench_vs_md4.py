@@ -89,6 +89,7 @@ def main() -> None:
     ap.add_argument("--lab-set", action="append", default=[], metavar="KEY=VALUE",
                     help="config overrides for the lab side (default: none = its defaults)")
     ap.add_argument("--no-sample", action="store_true")
+    ap.add_argument("--sample_reps", type=int, default=4, help="timed sampler calls per side")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     peer_py = ensure_peer(args.peer)
@@ -109,7 +110,7 @@ def main() -> None:
                     for kv in args.lab_set:
                         cmd += ["--set", kv]
                 if sample:
-                    cmd.append("--sample")
+                    cmd += ["--sample", "--sample_reps", str(args.sample_reps)]
                 print(f"round {r + 1}/{args.rounds} size {size} {side}", flush=True)
                 results[side].setdefault(size, []).append(run_side(cmd, out))
     if args.out:

@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--sample", action="store_true")
+    ap.add_argument("--sample_reps", type=int, default=4)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     t_proc0 = float(os.environ.get("PROC_T0", _T_IMPORT0))
@@ -149,7 +150,7 @@ def main() -> None:
           f"({res['model_gflops']:.1f} GFLOP/s model)", flush=True)
 
     if args.sample:
-        res["sampler"] = bench_sampler(c, b, state.params)
+        res["sampler"] = bench_sampler(c, b, state.params, reps=args.sample_reps)
         print(f"{tag} sampler compile {res['sampler']['compile_s']:.1f}s median "
               f"{res['sampler']['median_s']:.2f}s {res['sampler']['tokens_per_s']:.1f} tok/s "
               f"({res['sampler']['per_pass_ms']:.1f} ms per denoiser pass)", flush=True)
