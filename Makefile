@@ -16,7 +16,7 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q --durations=15 tests
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow" tests
