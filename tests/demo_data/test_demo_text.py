@@ -37,7 +37,7 @@ GCIDE = [
     "      [1913 Webster]\n",
     "Lapis \\La\"pis\\, n.; pl. {Lapides}. [L.]\n"
     "   A stone.\n"
-    "   [1913 Webster]\n\n"
+    "   [1913 Webster] Lapidist\n\n"
     "   {Lapis calaminaris}n. [NL.] (Min.) Calamine.\n\n"
     "   Syn: Syn. --ant bear, anteater, {Orycteropus afer}\n"
     "        [1913 Webster WordNet 1.5]\n",
