@@ -13,7 +13,6 @@ import pytest
 from analysis import cli
 from analysis.loading import load_runs
 from analysis.report import STUDY_SOURCES, make_all_figures
-from analysis.stats import AnalysisError
 from analysis.synthetic import write_synthetic_runs
 from mdm.run_contract import STUDIES
 
@@ -26,6 +25,7 @@ def two_studies(tmp_path_factory):
     write_synthetic_runs(root, sweeps=("isoflop", "mixing"),
                          names={"isoflop": "demo", "mixing": "my-mixtures"},
                          studies={"isoflop": "scaling", "mixing": "mixing"})
+    os.makedirs(os.path.join(root, "demo_report", "samples"))      # the demo's report lives here too
     return root
 
 
@@ -44,7 +44,7 @@ def test_every_recorded_study_is_drawn_without_sweep_options(two_studies, tmp_pa
     assert res["studies"] == {"scaling": 30, "mixing": 12}
     assert set(res["figures"]) == {"loss_vs_compute", "frontier", "mixing"}
     assert all(os.path.exists(p) for ps in res["figures"].values() for p in ps)
-    assert res["notes"] == []                       # every run records its study
+    assert res["notes"] == []          # every run records its study (the report folder is no run)
     # the scaling study's grid is not an IsoFLOP design: that analysis says what it wants
     assert "isoflop study" in res["skipped"]["isoflop"]
     fits = json.load(open(out / "fits.json"))
