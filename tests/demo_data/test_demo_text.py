@@ -207,6 +207,11 @@ def test_small_build_without_text_packages_stops_at_the_text_stage(tmp_path, mon
     empty.mkdir()
     monkeypatch.setattr(demo_text, "FORTUNES_DIR", empty)
     monkeypatch.setattr(demo_text, "DICTD_DIR", empty)
+
+    def later_stage(*a, **k):                       # never reached (and never built here)
+        raise AssertionError("the build went on past the text stage")
+
+    monkeypatch.setattr(demo_build, "_build_image_text", later_stage)
     with pytest.raises(TextCorpusTooSmallError, match=r"sudo apt-get install fortunes"):
         build_demo_dataset(tmp_path / "demo", scale="small", progress=False)
     assert not (tmp_path / "demo" / "text").exists()
