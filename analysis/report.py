@@ -110,7 +110,7 @@ def study_notes(rs: RunSet, sweeps: Mapping[str, str] | None = None) -> tuple[di
         return {}, []
     counts = {str(k): int(v) for k, v in runs["study"].value_counts().items() if k}
     notes = []
-    legacy = runs[runs["study"] == ""]
+    legacy = runs[(runs["study"] == "") & (runs["status"] != "invalid")]   # not other folders
     if len(legacy):
         names = sorted(legacy["sweep"].astype(str).unique())
         shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
