@@ -257,3 +257,16 @@ def test_installed_sources_give_the_small_scale_its_prose():
         for d in dictionary_documents(name):
             prose = "\n".join(ln for ln in d.split("\n") if not ln.startswith(" "))  # not verse / code
             assert not DICT_MARKUP.search(prose), (name, d[:300])
+
+
+def test_make_demo_ends_with_the_one_line(tmp_path, monkeypatch, capsys):
+    """`make demo` (launch.demo) without the text packages: exit 2 and the line, no traceback."""
+    from launch import demo
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(demo_text, "FORTUNES_DIR", empty)
+    monkeypatch.setattr(demo_text, "DICTD_DIR", empty)
+    monkeypatch.setattr(demo_build, "_build_image_text", lambda *a, **k: 1 / 0)
+    assert demo.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: demo text: ") and "apt-get install fortunes" in err[-1]
