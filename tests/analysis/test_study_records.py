@@ -100,3 +100,15 @@ def test_an_unknown_recorded_study_is_an_issue_and_the_sweep_name_decides(tmp_pa
 
 def test_every_analysed_study_is_a_known_study():
     assert {s for v in STUDY_SOURCES.values() for s in v} <= set(STUDIES)
+
+
+def test_isoflop_records_feed_both_the_profiles_and_the_laws(tmp_path):
+    root = str(tmp_path / "runs")
+    write_synthetic_runs(root, sweeps=("isoflop",), names={"isoflop": "profiles"},
+                         studies={"isoflop": "isoflop"})
+    from analysis.report import analyse
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = analyse(root, n_bootstrap=0, studies=("laws", "isoflop"))
+    assert res["skipped"] == {} and res["studies"] == {"isoflop": 30}
+    assert len(res["isoflop"]["text"].budgets) == 4 and set(res["laws"].fits) == {"text", "image", "audio"}
