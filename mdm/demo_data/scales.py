@@ -41,13 +41,15 @@ class DemoScale:
         d = dataclasses.asdict(self)
         d["image_tokenizer"] = self.image_tokenizer.to_dict()
         d["audio_tokenizer"] = self.audio_tokenizer.to_dict()
+        if self.text_sources is not None:
+            d["text_sources"] = list(self.text_sources)      # as JSON reads it back
         return d
 
 
 SCALES: dict[str, DemoScale] = {
     "small": DemoScale(name="small"),
     "tiny": DemoScale(
-        name="tiny", text_max_chars=40_000, text_min_bytes=40_000,
+        name="tiny", text_max_chars=40_000, text_min_bytes=20_000,
         text_max_chars_per_source=None, text_vocab=512,
         # the standard library alone has enough; reading GCIDE (22 MB, ~4 s) is left to "small"
         text_sources=("pydoc_topics", "fortunes", "devil", "jargon"),
