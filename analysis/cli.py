@@ -10,8 +10,12 @@
     mdm-analysis synth   OUT_ROOT [--seed S]                  write a synthetic runs root
     mdm-figures RUNS_ROOT --out DIR                           = mdm-analysis figures
 
-`--sweep study=REGEX` (repeatable) overrides which sweep feeds which study for figures/audit
-(studies: scaling, isoflop, mixing, batch_size, sde, schedules, sampling).
+figures / audit / tables analyse every study present under RUNS_ROOT: each run records its
+study (config.json "study", from its experiment file), and analysis.report.STUDY_SOURCES says
+which analyses read which study; runs that record none are matched by sweep name (a note in the
+output says so). `--sweep ANALYSIS=REGEX` (repeatable) overrides that for one analysis: only
+runs whose sweep matches REGEX (analyses: scaling, isoflop, mixing, batch_size, sde, schedules,
+sampling).
 """
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ def _sweeps(pairs: Sequence[str] | None) -> dict[str, str] | None:
     out = {}
     for p in pairs:
         if "=" not in p:
-            raise AnalysisError(f"--sweep expects study=REGEX, got {p!r}")
+            raise AnalysisError(f"--sweep expects ANALYSIS=REGEX, got {p!r}")
         k, v = p.split("=", 1)
         out[k.strip()] = v
     return out
@@ -136,6 +140,7 @@ def cmd_tables(a) -> int:
                 os.makedirs(a.out, exist_ok=True)
                 res[name].to_csv(os.path.join(a.out, f"{name}.csv"), index=False)
     out["skipped"] = {k: v for k, v in res["skipped"].items() if k in ("schedules", "sampling")}
+    out["notes"] = res["notes"]
     _emit(out, None)
     return 0
 
@@ -144,7 +149,8 @@ def cmd_figures(a) -> int:
     from .report import make_all_figures
 
     res = make_all_figures(a.root, a.out, sweeps=_sweeps(a.sweep), n_bootstrap=a.bootstrap, seed=a.seed)
-    _emit({"out": a.out, "figures": res["figures"], "skipped": res["skipped"]}, None)
+    _emit({"out": a.out, "studies": res["studies"], "figures": res["figures"],
+           "skipped": res["skipped"], "notes": res["notes"]}, None)
     return 0 if res["figures"] else 1
 
 
@@ -182,15 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_fit)
     sp = sub.add_parser("audit", help="extrapolation audit of every law")
     common(sp)
-    sp.add_argument("--sweep", action="append", help="study=REGEX (repeatable)")
+    sp.add_argument("--sweep", action="append", help="ANALYSIS=REGEX (repeatable): only runs of matching sweeps feed ANALYSIS")
     sp.set_defaults(fn=cmd_audit)
     sp = sub.add_parser("tables", help="schedule and sampling comparison tables")
     common(sp, "directory for the CSV tables")
-    sp.add_argument("--sweep", action="append", help="study=REGEX (repeatable)")
+    sp.add_argument("--sweep", action="append", help="ANALYSIS=REGEX (repeatable): only runs of matching sweeps feed ANALYSIS")
     sp.set_defaults(fn=cmd_tables)
     sp = sub.add_parser("figures", help="every figure as PNG and PDF, plus fits.json")
     common(sp, "output directory")
-    sp.add_argument("--sweep", action="append", help="study=REGEX (repeatable)")
+    sp.add_argument("--sweep", action="append", help="ANALYSIS=REGEX (repeatable): only runs of matching sweeps feed ANALYSIS")
     sp.set_defaults(fn=cmd_figures)
     sp = sub.add_parser("synth", help="write a synthetic runs root (for trying the pipeline)")
     sp.add_argument("out_root")
@@ -212,13 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def figures_main(argv: Sequence[str] | None = None) -> int:
-    """mdm-figures RUNS_ROOT --out DIR [--bootstrap N] [--sweep study=REGEX ...]"""
-    p = argparse.ArgumentParser(prog="mdm-figures", description="Regenerate every figure from a runs root.")
+    """mdm-figures RUNS_ROOT --out DIR [--bootstrap N] [--sweep ANALYSIS=REGEX ...]"""
+    p = argparse.ArgumentParser(prog="mdm-figures", description="Regenerate every figure of every study found under a runs root.")
     p.add_argument("root")
     p.add_argument("--out", required=True, help="output directory for PNG/PDF figures and fits.json")
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sweep", action="append", help="study=REGEX (repeatable)")
+    p.add_argument("--sweep", action="append", help="ANALYSIS=REGEX (repeatable): only runs of matching sweeps feed ANALYSIS")
     a = p.parse_args(argv)
     try:
         return cmd_figures(a)

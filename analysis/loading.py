@@ -3,7 +3,9 @@
     <runs root>/<sweep>/<run id>/{config.json, metrics.jsonl, eval.jsonl, summary.json, DONE}
 
 `load_runs(root)` returns a `RunSet` with
-  * `runs`    one row per run: run_id, sweep, status, done, N (= measured non-embedding
+  * `runs`    one row per run: run_id, sweep, study (config.json's "study", else config.study:
+              one of mdm.run_contract.STUDIES, "" when the run records none or an unknown one,
+              which is an issue), status, done, N (= measured non-embedding
               parameters), params_total, params_non_embedding, flops_per_token, D (tokens seen),
               C (FLOPs seen), steps, wall_s, physical/logical batch, kappa, lr, the final eval per
               modality (bits_<m>, nats_<m>, bits_se_<m>, nats_se_<m>, count_<m>) and overall
@@ -52,13 +54,13 @@ import numpy as np
 import pandas as pd
 
 from mdm.run_contract import (CONFIG_FILE, DONE_FILE, EVAL_FILE, METRICS_FILE, MODALITIES,
-                              STATUSES, SUMMARY_FILE, scan_jsonl)
+                              STATUSES, STUDIES, SUMMARY_FILE, scan_jsonl)
 
 from .stats import AnalysisError
 
 # resolved config values every scaling fit needs (N, and C = flops_per_token x D)
 FIT_RESOLVED_KEYS: tuple[str, ...] = ("params_non_embedding", "flops_per_token")
-RUN_COLUMNS = ("run_id", "sweep", "status", "done", "damage", "N", "params_total", "params_non_embedding",
+RUN_COLUMNS = ("run_id", "sweep", "study", "status", "done", "damage", "N", "params_total", "params_non_embedding",
                "flops_per_token", "D", "C", "steps", "wall_s", "seq_len", "physical_batch_seqs",
                "logical_batch_seqs", "tokens_per_step", "kappa", "lr")
 
@@ -100,6 +102,18 @@ class RunSet:
         keep = self.runs["sweep"].astype(str).map(lambda s: bool(rx.search(s))) if not self.runs.empty \
             else pd.Series([], dtype=bool)
         ids = set(self.runs.loc[keep, "run_id"]) if not self.runs.empty else set()
+        return self.subset(ids)
+
+    def studies(self, names: Iterable[str]) -> "RunSet":
+        """The runs that record one of the studies `names` (config.json "study")."""
+        wanted = set(names)
+        if self.runs.empty or "study" not in self.runs.columns:
+            return self.subset(set())
+        return self.subset(set(self.runs.loc[self.runs["study"].isin(wanted), "run_id"]))
+
+    def subset(self, run_ids: Iterable[str]) -> "RunSet":
+        """The runs with these ids (and their curves and issues)."""
+        ids = set(run_ids)
 
         def sub(df):
             return df[df["run_id"].isin(ids)] if "run_id" in df.columns and not df.empty else df
@@ -114,6 +128,9 @@ class RunSet:
             "n_runs": int(len(r)),
             "status": {str(k): int(v) for k, v in r["status"].value_counts().items()} if len(r) else {},
             "sweeps": {str(k): int(v) for k, v in r["sweep"].value_counts().items()} if len(r) else {},
+            "studies": {str(k or "(none recorded)"): int(v)
+                        for k, v in r["study"].value_counts().items()}
+            if len(r) and "study" in r.columns else {},
             "n_eval_points": int(len(self.evals)),
             "n_metric_points": int(len(self.metrics)),
             "issues": self.issues.to_dict(orient="records"),
@@ -148,9 +165,24 @@ def _positive_number(v: Any) -> bool:
         return False
 
 
+def _recorded_study(cfg: dict[str, Any], issue) -> str:
+    """config.json's "study" (else config.study; runs written before it was recorded have
+    neither: ""). An unknown name is an issue, and the run counts as recording none."""
+    inner = cfg.get("config")
+    study = cfg.get("study", inner.get("study", "") if isinstance(inner, dict) else "")
+    if study in ("", None):
+        return ""
+    if not isinstance(study, str) or study not in STUDIES:
+        issue(CONFIG_FILE, f"unknown study {study!r} (known: {', '.join(STUDIES)}); the run is "
+                           "matched to studies by its sweep name")
+        return ""
+    return study
+
+
 def _load_one(sweep: str, run_dir: str, issues: list[dict]):
     run_id = os.path.basename(os.path.normpath(run_dir))
-    row: dict[str, Any] = {"run_id": run_id, "sweep": sweep, "run_dir": run_dir, "damage": ""}
+    row: dict[str, Any] = {"run_id": run_id, "sweep": sweep, "study": "", "run_dir": run_dir,
+                           "damage": ""}
     damage: list[str] = []
 
     def issue(file, problem):
@@ -181,6 +213,7 @@ def _load_one(sweep: str, run_dir: str, issues: list[dict]):
         sweep = row["sweep"]
         row.update(flatten(cfg.get("config", {}), "config"))
         row.update(flatten(cfg.get("resolved", {}), "resolved"))
+        row["study"] = _recorded_study(cfg, issue)
         for k in ("code_version", "created"):
             if k in cfg:
                 row[k] = cfg[k]

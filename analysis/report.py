@@ -1,16 +1,24 @@
 """From a runs root to every fit, table, figure and audit (what `mdm-figures` and `mdm-analysis`
 run, and what the notebook calls).
 
-Which sweep feeds which study is decided by a regex on the sweep name (case-insensitive;
-override with `sweeps={"isoflop": "my_ladder", ...}`):
+Which runs feed which analysis is decided by the study each run records (config.json "study",
+set by its experiment file; mdm.run_contract.STUDIES), so every study present under a runs root
+is analysed whatever its sweeps are called. Runs that record no study (written before runs
+recorded one, or run by hand from experiments/base.py) are matched by a regex on their sweep
+name instead, and the results say so under "notes". `sweeps={"scaling": "my_regex", ...}`
+(`--sweep scaling=my_regex`) overrides both for that analysis: only runs whose sweep matches.
 
-    scaling    isoflop|scaling|ladder|chinchilla   per-modality laws, loss vs compute
-    isoflop    isoflop                             IsoFLOP profiles, frontier
-    mixing     mix                                 mixing laws, optimal mixture
-    batch_size batch                               steps to target vs batch, critical batch
-    sde        sde                                 SDE collapse
-    schedules  sched|noise                         noise-schedule table
-    sampling   sampl                               sampling-default table
+    analysis   recorded study (STUDY_SOURCES)  else sweep regex (SWEEP_PATTERNS)  what
+    scaling    scaling, isoflop                isoflop|scaling|ladder|chinchilla  per-modality laws, loss vs compute
+    isoflop    isoflop                         isoflop                            IsoFLOP profiles, frontier
+    mixing     mixing                          mix                                mixing laws, optimal mixture
+    batch_size batch_size                      batch                              steps to target vs batch, critical batch
+    sde        batch_size                      sde                                SDE collapse
+    schedules  noise_schedule                  sched|noise                        noise-schedule table
+    sampling   sampling                        sampl                              sampling-default table
+
+The `ladder` study (learning rate x size transfer) has no analysis here: it is listed under
+"notes" when present.
 
 Only finished runs (status done) enter fits; the others are listed in each result's
 `excluded` with their status. A study whose sweep is absent or unusable is skipped with the
@@ -27,7 +35,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from mdm.run_contract import MODALITIES
+from mdm.run_contract import MODALITIES, STUDIES as RECORDED_STUDIES
 
 from .audit import audit_batch_size, audit_chinchilla, audit_isoflop, audit_mixing
 from .batch_size import fit_batch_size, sde_collapse, steps_to_target
@@ -49,6 +57,18 @@ SWEEP_PATTERNS: dict[str, str] = {
     "schedules": r"sched|noise",
     "sampling": r"sampl",
 }
+# analysis -> the recorded studies (config.json "study") whose runs it reads
+STUDY_SOURCES: dict[str, tuple[str, ...]] = {
+    "scaling": ("scaling", "isoflop"),
+    "isoflop": ("isoflop",),
+    "mixing": ("mixing",),
+    "batch_size": ("batch_size",),
+    "sde": ("batch_size",),
+    "schedules": ("noise_schedule",),
+    "sampling": ("sampling",),
+}
+assert set(STUDY_SOURCES) == set(SWEEP_PATTERNS)
+assert {s for v in STUDY_SOURCES.values() for s in v} <= set(RECORDED_STUDIES)
 MIX_DOMAINS = tuple(f"config.data.mixture.{m}" for m in MODALITIES)
 
 
@@ -60,9 +80,50 @@ def _runset(source: str | RunSet) -> RunSet:
         return load_runs(source)
 
 
+def _check_sweeps(sweeps: Mapping[str, str] | None) -> None:
+    unknown = sorted(set(sweeps or {}) - set(SWEEP_PATTERNS))
+    if unknown:
+        raise AnalysisError(f"sweep override for unknown analysis {unknown}; known: "
+                            f"{', '.join(SWEEP_PATTERNS)}")
+
+
+def _unrecorded(rs: RunSet) -> RunSet:
+    """The runs that record no study (matched by sweep name)."""
+    return rs.studies([""])
+
+
 def _select(rs: RunSet, study: str, sweeps: Mapping[str, str] | None) -> RunSet:
-    pat = (sweeps or {}).get(study, SWEEP_PATTERNS[study])
-    return rs.sweep(pat)
+    """The runs analysis `study` reads: those recording one of its STUDY_SOURCES, plus those
+    recording none whose sweep matches SWEEP_PATTERNS; an override regex replaces both."""
+    if sweeps and study in sweeps:
+        return rs.sweep(sweeps[study])
+    ids = set(rs.studies(STUDY_SOURCES[study]).runs["run_id"])
+    ids |= set(_unrecorded(rs).sweep(SWEEP_PATTERNS[study]).runs["run_id"])
+    return rs.subset(ids)
+
+
+def study_notes(rs: RunSet, sweeps: Mapping[str, str] | None = None) -> tuple[dict[str, int], list[str]]:
+    """({recorded study: runs}, notes): what the runs root holds, and what to know about how its
+    runs were matched (runs recording no study; studies no analysis reads)."""
+    runs = rs.runs
+    if runs.empty or "study" not in runs.columns:
+        return {}, []
+    counts = {str(k): int(v) for k, v in runs["study"].value_counts().items() if k}
+    notes = []
+    legacy = runs[(runs["study"] == "") & (runs["status"] != "invalid")]   # not other folders
+    if len(legacy):
+        names = sorted(legacy["sweep"].astype(str).unique())
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        notes.append(f"{len(legacy)} run(s) record no study (written before runs recorded one, or "
+                     f"run by hand): matched to analyses by sweep name (sweeps {shown}); "
+                     "--sweep ANALYSIS=REGEX overrides")
+    read = {s for v in STUDY_SOURCES.values() for s in v}
+    for s, n in counts.items():
+        if s not in read:
+            notes.append(f"study {s!r} ({n} run(s)): no analysis reads it")
+    if sweeps:
+        notes.append("sweep overrides: " + ", ".join(f"{k}={v!r}" for k, v in sweeps.items()))
+    return counts, notes
 
 
 def batch_size_from_runs(rs: RunSet, loss: str = "bits_text", target: float | dict | None = None,
@@ -184,7 +245,11 @@ def _study_batch_size(sel: RunSet, ctx: _Context) -> dict[str, Any]:
 
 def _study_sde(sel: RunSet, ctx: _Context) -> dict[str, Any]:
     done, excluded = select_done(sel.runs)
-    r = ctx.attempt("sde", lambda: sde_collapse(sel.evals, done, loss=ctx.loss_column(sel.evals)))
+    # the trainer's config has sde.enabled; older / synthetic runs train.sde.enabled
+    group = next((c for c in ("config.sde.enabled", "config.train.sde.enabled")
+                  if c in done.columns), "config.sde.enabled")
+    r = ctx.attempt("sde", lambda: sde_collapse(sel.evals, done, loss=ctx.loss_column(sel.evals),
+                                                group=group))
     if r is None:
         return {}
     r.excluded = excluded + r.excluded
@@ -212,8 +277,9 @@ def _has_mixtures(rs: RunSet) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Study:
-    """One row of the study table: which sweep feeds it (SWEEP_PATTERNS key), when it can run,
-    what to say when it cannot, and the function that fits it."""
+    """One row of the study table: which runs feed it (`sweep`: the STUDY_SOURCES /
+    SWEEP_PATTERNS key), when it can run, what to say when it cannot, and the function that
+    fits it."""
     name: str
     sweep: str
     fit: Callable[[RunSet, _Context], dict[str, Any]]
@@ -222,27 +288,33 @@ class Study:
 
 
 STUDY_TABLE: tuple[Study, ...] = (
-    Study("laws", "scaling", _study_laws, "no finished runs in the scaling sweep"),
-    Study("isoflop", "isoflop", _study_isoflop, "no finished runs in an isoflop sweep"),
+    Study("laws", "scaling", _study_laws, "no finished runs of the scaling study"),
+    Study("isoflop", "isoflop", _study_isoflop,
+          "no finished runs of the isoflop study (experiments/scaling.py's isoflop sweep)"),
     Study("mixing", "mixing", _study_mixing,
-          "no finished runs with config.data.mixture.* in a mixing sweep", _has_mixtures),
-    Study("batch_size", "batch_size", _study_batch_size, "no finished runs in a batch sweep"),
-    Study("sde", "sde", _study_sde, "no finished runs in an sde sweep"),
-    Study("schedules", "schedules", _study_schedules, "no finished runs in a schedule sweep"),
-    Study("sampling", "sampling", _study_sampling, "no finished runs in a sampling sweep"),
+          "no finished runs with config.data.mixture.* in the mixing study", _has_mixtures),
+    Study("batch_size", "batch_size", _study_batch_size,
+          "no finished runs of the batch_size study"),
+    Study("sde", "sde", _study_sde, "no finished runs of the batch_size study's SDE arms"),
+    Study("schedules", "schedules", _study_schedules,
+          "no finished runs of the noise_schedule study"),
+    Study("sampling", "sampling", _study_sampling, "no finished runs of the sampling study"),
 )
 STUDIES = tuple(s.name for s in STUDY_TABLE)
 
 
 def analyse(source: str | RunSet, sweeps: Mapping[str, str] | None = None, n_bootstrap: int = 200,
             seed: int = 0, metric: str = "bits", studies: tuple[str, ...] = STUDIES) -> dict[str, Any]:
-    """Run every study (of `studies`) whose sweep is present; returns a dict of results and
-    tables, with "skipped": {study: reason} for the others."""
+    """Run every study (of `studies`) whose runs are present (module docstring: by the study
+    each run records, else by sweep name); returns a dict of results and tables, with
+    "skipped": {study: reason} for the others, "studies": {recorded study: runs} and "notes"."""
     unknown = set(studies) - set(STUDIES)
     if unknown:
         raise AnalysisError(f"unknown studies {sorted(unknown)}; known: {STUDIES}")
+    _check_sweeps(sweeps)
     rs = _runset(source)
-    out: dict[str, Any] = {"skipped": {}, "root": rs.root}
+    counts, notes = study_notes(rs, sweeps)
+    out: dict[str, Any] = {"skipped": {}, "root": rs.root, "studies": counts, "notes": notes}
     ctx = _Context(metric, n_bootstrap, seed, out["skipped"])
     for study in STUDY_TABLE:
         if study.name not in studies:
@@ -260,6 +332,9 @@ def results_to_json(results: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in results.items():
         if k in ("mixing_runs", "batch_data", "sde_curves"):
+            continue
+        if k in ("studies", "notes"):
+            out[k] = v
             continue
         if isinstance(v, pd.DataFrame):
             out[k] = v.to_dict(orient="records")
@@ -280,10 +355,12 @@ def make_all_figures(source: str | RunSet, out_dir: str, sweeps: Mapping[str, st
 
     Writes <name>.png/.pdf per figure, and (write_results) fits.json plus the tables as CSV.
     `results` reuses a previous `analyse(source)` instead of refitting.
-    Returns {"figures": {name: [paths]}, "skipped": {name: reason}, "results": analyse(...)}.
+    Returns {"figures": {name: [paths]}, "skipped": {name: reason}, "results": analyse(...),
+    "studies": {recorded study: runs}, "notes": [...]}.
     """
     from . import figures as F
 
+    _check_sweeps(sweeps)
     rs = _runset(source)
     res = dict(results) if results is not None else analyse(
         rs, sweeps=sweeps, n_bootstrap=n_bootstrap, seed=seed, studies=studies)
@@ -327,7 +404,9 @@ def make_all_figures(source: str | RunSet, out_dir: str, sweeps: Mapping[str, st
         for name in ("schedules", "sampling"):
             if name in res:
                 res[name].to_csv(os.path.join(out_dir, f"{name}.csv"), index=False)
-    return {"figures": made, "skipped": skipped, "results": res}
+    studies_found, notes = (res["studies"], res["notes"]) if "notes" in res else study_notes(rs, sweeps)
+    return {"figures": made, "skipped": skipped, "results": res, "studies": studies_found,
+            "notes": notes}
 
 
 def audit_runs(source: str | RunSet, sweeps: Mapping[str, str] | None = None, metric: str = "bits",
@@ -335,6 +414,7 @@ def audit_runs(source: str | RunSet, sweeps: Mapping[str, str] | None = None, me
     """Extrapolation audit of every law whose sweep is present (see `audit`); returns
     {name: AuditResult} plus "skipped": {name: reason}. `modalities` limits the per-modality
     audits (default: every modality with losses)."""
+    _check_sweeps(sweeps)
     rs = _runset(source)
 
     def mods_of(df):
@@ -374,4 +454,4 @@ def audit_runs(source: str | RunSet, sweeps: Mapping[str, str] | None = None, me
 
 
 __all__ = ["analyse", "make_all_figures", "audit_runs", "batch_size_from_runs", "results_to_json",
-           "SWEEP_PATTERNS"]
+           "study_notes", "SWEEP_PATTERNS", "STUDY_SOURCES"]

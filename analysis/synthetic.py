@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -88,9 +88,12 @@ def _run_id(sweep: str, cfg: dict) -> str:
 
 
 class _Writer:
-    def __init__(self, root: str, rng: np.random.Generator):
+    def __init__(self, root: str, rng: np.random.Generator, names: Mapping[str, str] | None = None,
+                 studies: Mapping[str, str] | None = None):
         self.root = root
         self.rng = rng
+        self.names = dict(names or {})        # sweep -> directory name
+        self.studies = dict(studies or {})    # sweep -> recorded study
         self.run_ids: dict[str, list[str]] = {}
 
     def run(self, sweep: str, *, N: float, D: float, mixture: Sequence[float] = (0.5, 0.25, 0.25),
@@ -113,8 +116,12 @@ class _Writer:
                               "reference_batch": 32}},
             "sampling": sampling or {"steps": 64, "temperature": 1.0},
         }
-        rid = _run_id(sweep, config)
-        rd = os.path.join(self.root, sweep, rid)
+        study = self.studies.get(sweep, "")
+        if study:
+            config["study"] = study
+        dirname = self.names.get(sweep, sweep)
+        rid = _run_id(dirname, config)
+        rd = os.path.join(self.root, dirname, rid)
         os.makedirs(rd, exist_ok=True)
         lr = 3e-3 * math.sqrt(kappa)
         resolved = {
@@ -130,8 +137,8 @@ class _Writer:
             "device_kind": "synthetic",
         }
         write_json_atomic(os.path.join(rd, CONFIG_FILE), {
-            "config": config, "resolved": resolved, "run_id": rid, "sweep": sweep,
-            "code_version": "synthetic", "created": "2026-01-01T00:00:00Z"})
+            "config": config, "resolved": resolved, "run_id": rid, "sweep": dirname,
+            **({"study": study} if study else {}), "code_version": "synthetic", "created": "2026-01-01T00:00:00Z"})
         # curve(step_fraction array, tokens array) -> {m: bits array}
         if eval_steps is None:
             eval_steps = np.unique(np.maximum(1, np.round(np.geomspace(1, steps, n_eval)).astype(int)))
@@ -199,6 +206,12 @@ class _Writer:
         return rid
 
 
+# the study each synthetic sweep's runs record with studies=True (mdm.run_contract.STUDIES)
+SYNTH_STUDIES: dict[str, str] = {"isoflop": "isoflop", "mixing": "mixing",
+                                 "batch_size": "batch_size", "sde": "batch_size",
+                                 "schedules": "noise_schedule", "sampling": "sampling"}
+
+
 def _noise(rng, sigma, size=None):
     return np.exp(rng.normal(0.0, sigma, size))
 
@@ -206,14 +219,18 @@ def _noise(rng, sigma, size=None):
 def write_synthetic_runs(root: str, seed: int = 0, sweeps: Sequence[str] = (
         "isoflop", "mixing", "batch_size", "sde", "schedules", "sampling"),
                          noise: float = 0.004, budgets: Sequence[float] = BUDGETS,
-                         n_per_budget: int = 7) -> dict[str, Any]:
+                         n_per_budget: int = 7, names: Mapping[str, str] | None = None,
+                         studies: Mapping[str, str] | bool = False) -> dict[str, Any]:
     """Write a synthetic runs root under `root`; returns the ground truth and the run ids.
 
+    names: {sweep: directory name} to file a sweep under another name. studies: {sweep: the
+    study its runs record (config.json "study")}, or True for SYNTH_STUDIES; by default the runs
+    record none, like runs written before the field existed (matched by sweep name).
     The returned dict has "laws" (SYNTH_LAWS), "mixing", "batch", "schedules", "run_ids"
     (per sweep), "torn_run", "unfinished_run", "preempted_run".
     """
     rng = np.random.default_rng(seed)
-    w = _Writer(root, rng)
+    w = _Writer(root, rng, names, SYNTH_STUDIES if studies is True else (studies or None))
     info: dict[str, Any] = {"laws": SYNTH_LAWS, "mixing": SYNTH_MIXING, "batch": SYNTH_BATCH,
                             "schedules": SYNTH_SCHEDULES, "noise": noise}
     if "isoflop" in sweeps:
@@ -311,5 +328,5 @@ def write_synthetic_runs(root: str, seed: int = 0, sweeps: Sequence[str] = (
     return info
 
 
-__all__ = ["write_synthetic_runs", "SYNTH_LAWS", "SYNTH_MIXING", "SYNTH_BATCH", "SYNTH_SCHEDULES",
+__all__ = ["write_synthetic_runs", "SYNTH_LAWS", "SYNTH_STUDIES", "SYNTH_MIXING", "SYNTH_BATCH", "SYNTH_SCHEDULES",
            "law_loss", "flops_per_token"]

@@ -17,6 +17,8 @@ def base_config() -> mlc.ConfigDict:
     c.seed = 0
     c.run_id = ""          # default: the basename of --workdir
     c.sweep = ""           # default: the basename of the workdir's parent
+    c.study = ""           # the study the run belongs to (mdm.run_contract.STUDIES; each
+    #                        experiment file sets its STUDY); "" = none
 
     c.model = mlc.ConfigDict(dict(
         width=768, depth=12, num_heads=12, head_dim=0, mlp_dim=0, qk_norm=False,

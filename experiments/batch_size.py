@@ -21,6 +21,8 @@ import ml_collections as mlc
 from experiments import common, ladder
 from experiments.sweep import Point, Sweep, fmt, format_arg, parse_arg, product
 
+STUDY = "batch_size"   # config.study: which study its runs belong to (mdm.run_contract.STUDIES)
+
 ARGS = dict(batch=256, tokens=1e9, sde=False, ref_batch=256, ref_tokens=1e9, gamma=0.44,
             size="s6", mix="default", micro=0)
 
@@ -28,6 +30,7 @@ ARGS = dict(batch=256, tokens=1e9, sde=False, ref_batch=256, ref_tokens=1e9, gam
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
     a = parse_arg(arg, ARGS, where="experiments/batch_size.py")
     c = ladder.apply_size(common.study_base("paper"), a.size)
+    c.study = STUDY
     common.set_mixture(c, a.mix)
     c.train.update(total_tokens=a.tokens, physical_batch=a.batch,
                    micro_batch=a.micro or max(1, min(a.batch // 2, 128)))

@@ -25,12 +25,15 @@ import ml_collections as mlc
 from experiments import common, ladder
 from experiments.sweep import Point, Sweep, fmt, format_arg, parse_arg, product
 
+STUDY = "scaling"   # config.study: which study its runs belong to (mdm.run_contract.STUDIES)
+
 ARGS = dict(size="s1", tokens=1e5, mix="tri", source="synthetic", path="", lr=0.0)
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
     a = parse_arg(arg, ARGS, positional="size", where="experiments/demo.py")
     c = ladder.apply_size(common.study_base("cpu"), a.size)
+    c.study = STUDY
     common.set_mixture(c, a.mix)
     c.train.total_tokens = a.tokens
     c.data.update(source=a.source, path=a.path)

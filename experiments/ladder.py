@@ -108,6 +108,8 @@ def flops_per_token(cfg: mlc.ConfigDict) -> float:
 
 # --- config and sweep -----------------------------------------------------------------------
 
+STUDY = "ladder"   # config.study: which study its runs belong to (mdm.run_contract.STUDIES)
+
 ARGS = dict(size="s2", scale="cpu", tokens=0.0, lr=0.0)
 
 
@@ -116,6 +118,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     lr (0 = the base config's)."""
     a = parse_arg(arg, ARGS, positional="size", where="experiments/ladder.py")
     c = apply_size(common.study_base(a.scale), a.size)
+    c.study = STUDY
     if a.tokens:
         c.train.total_tokens = a.tokens
     if a.lr:

@@ -18,12 +18,15 @@ import ml_collections as mlc
 from experiments import common, ladder
 from experiments.sweep import Point, Sweep, SweepError, fmt, format_arg, parse_arg, product
 
+STUDY = "mixing"   # config.study: which study its runs belong to (mdm.run_contract.STUDIES)
+
 ARGS = dict(text=0.5, image=0.25, audio=0.25, size="s6", tokens=2e9)
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
     a = parse_arg(arg, ARGS, where="experiments/mixing.py")
     c = ladder.apply_size(common.study_base("paper"), a.size)
+    c.study = STUDY
     common.set_mixture(c, (a.text, a.image, a.audio))
     c.train.total_tokens = a.tokens
     return c

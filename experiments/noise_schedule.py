@@ -22,12 +22,15 @@ import ml_collections as mlc
 from experiments import common, ladder
 from experiments.sweep import Point, Sweep, SweepError, fmt, format_arg, parse_arg, product
 
+STUDY = "noise_schedule"   # config.study: which study its runs belong to (mdm.run_contract.STUDIES)
+
 ARGS = dict(text="linear", image="linear", audio="linear", size="s6", tokens=2e9, mix="default")
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
     a = parse_arg(arg, ARGS, where="experiments/noise_schedule.py")
     c = ladder.apply_size(common.study_base("paper"), a.size)
+    c.study = STUDY
     common.set_mixture(c, a.mix)
     c.objective.schedule.update(text=a.text, image=a.image, audio=a.audio)
     c.train.total_tokens = a.tokens

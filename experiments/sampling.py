@@ -57,6 +57,8 @@ def sampling_section() -> mlc.ConfigDict:
                                audio=mod(3.0)))
 
 
+STUDY = "sampling"   # config.study: which study its runs belong to (mdm.run_contract.STUDIES)
+
 ARGS = dict(size="s6", checkpoint="", modality="image", steps=0, temperature=0.0,
             guidance=-1.0, sampler="", tasks="", num_samples=0)
 
@@ -64,6 +66,7 @@ ARGS = dict(size="s6", checkpoint="", modality="image", steps=0, temperature=0.0
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
     a = parse_arg(arg, ARGS, where="experiments/sampling.py")
     c = ladder.apply_size(common.study_base("paper"), a.size)
+    c.study = STUDY
     c.sampling = sampling_section()
     c.sampling.checkpoint = a.checkpoint
     if a.modality not in MODALITIES:

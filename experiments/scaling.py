@@ -21,6 +21,11 @@ Sweeps (the argument's first item picks one):
            sizes s4..s10, tol 0.01, tokens per parameter in [1, 1000]. Names: c1e18-s7-mix_text.
 Both take `mix=text+tri` (or `mix=all`), `sizes=s4+s5+...`; grid takes `tokens=...`, isoflop
 `budgets=...`, `tol=`, `min_tpp=`, `max_tpp=`, `min_points=`.
+
+Runs record their study (config.study, config.json "study"; the run id ignores it): "scaling",
+and "isoflop" for the isoflop sweep's points (`--config.study=isoflop` on a point run by hand).
+The analysis fits the scaling laws on both and the IsoFLOP profiles on the second
+(`mdm-figures RUNS_ROOT --out DIR`).
 """
 from __future__ import annotations
 
@@ -29,12 +34,16 @@ import ml_collections as mlc
 from experiments import common, ladder
 from experiments.sweep import Point, Sweep, SweepError, fmt, format_arg, parse_arg, product
 
+STUDY = "scaling"   # config.study: which study its runs belong to (mdm.run_contract.STUDIES)
+ISOFLOP_STUDY = "isoflop"   # ...and the isoflop sweep's points (IsoFLOP profiles, frontier)
+
 ARGS = dict(size="s6", tokens=1e9, mix="tri")
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
     a = parse_arg(arg, ARGS, where="experiments/scaling.py")
     c = ladder.apply_size(common.study_base("paper"), a.size)
+    c.study = STUDY
     common.set_mixture(c, a.mix)
     c.train.total_tokens = a.tokens
     return c
@@ -65,7 +74,8 @@ def isoflop_points(budgets, sizes, mix: str, tol: float, min_tpp: float, max_tpp
             if abs(tokens * fpt / C - 1) > tol or not min_tpp <= tokens / n <= max_tpp:
                 continue
             kept.append(Point(f"c{fmt(C)}-{s}-mix_{mix}",
-                              format_arg(size=s, tokens=tokens, mix=mix)))
+                              format_arg(size=s, tokens=tokens, mix=mix),
+                              overrides={"study": ISOFLOP_STUDY}))
         if len(kept) < min_points:
             raise SweepError(f"experiments/scaling.py isoflop: budget {C:g} (mix {mix}) has "
                              f"{len(kept)} sizes within tol={tol} and tokens/param in "

@@ -257,7 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     os.makedirs(a.out, exist_ok=True)
     _say(f"1-2/6 demo data ({a.scale}) and token shards (cached after the first run)")
-    demo, shards, manifest = prepare_data(a.data, a.scale, a.seq_len, a.demo_dir)
+    from mdm.demo_data.speech import EspeakNotFoundError
+    from mdm.demo_data.text import TextCorpusTooSmallError
+    try:
+        demo, shards, manifest = prepare_data(a.data, a.scale, a.seq_len, a.demo_dir)
+    except (EspeakNotFoundError, TextCorpusTooSmallError) as e:   # what is missing, and the fix
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     sweep_arg = "grid,sizes=s0+s1,tokens=1e4+2e4+4e4" if a.quick else "grid"
     sweep = "demo"
     _say(f"3/6 the scaling grid ({sweep_arg}) with the local executor")

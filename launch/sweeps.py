@@ -4,8 +4,8 @@ overrides), hash the config into a run id and expand a Sweep into run configs.
 Run ids (`run_id`): the point's readable name + "-" + the first 8 hex digits of the SHA-256 of
 the canonical JSON (sorted keys, no spaces) of the *resolved* config, i.e. get_config(arg) with
 the overrides applied, leaving out the fields in HASH_EXCLUDE: where the run is written
-(run_id, sweep), how many processes run it (multihost) and how it is watched or chunked
-(logging.progress, train.max_steps), none of which change what a finished run computed. So a
+(run_id, sweep), which study it is filed under (study), how many processes run it (multihost)
+and how it is watched or chunked (logging.progress, train.max_steps), none of which change what a finished run computed. So a
 run id names an experiment: the same point expands to the same id on any machine and in any
 process, and changing any studied value (or a default in experiments/base.py) gives a new id.
 """
@@ -26,7 +26,7 @@ import ml_collections as mlc
 
 from experiments.sweep import Point, Sweep, SweepError, parse_scalar, safe_name
 
-HASH_EXCLUDE: tuple[str, ...] = ("run_id", "sweep", "multihost", "logging.progress",
+HASH_EXCLUDE: tuple[str, ...] = ("run_id", "sweep", "study", "multihost", "logging.progress",
                                  "train.max_steps")
 HASH_LEN = 8
 

@@ -23,7 +23,7 @@ from typing import Any
 from mdm.attention import ATTENTION_IMPLS, LOW_PRECISION
 from mdm.model import ModelConfig
 from mdm.optim import SDE_RULES
-from mdm.run_contract import MODALITIES
+from mdm.run_contract import MODALITIES, STUDIES
 from mdm.schedules import get_schedule
 from mdm.sharding import MESH_AXES
 
@@ -107,9 +107,18 @@ def check_known_keys(c: Any) -> None:
                                   f"config.{section}: {', '.join(known)}")
 
 
+def check_study(c: Any) -> str:
+    """config.study: "" or one of mdm.run_contract.STUDIES (ConfigError otherwise)."""
+    study = c.get("study", "") if hasattr(c, "get") else ""
+    _check(isinstance(study, str) and study in ("",) + STUDIES, "study",
+           f"unknown study {study!r}; known: {', '.join(STUDIES)} (or \"\" for none)")
+    return study
+
+
 def validate_config(c: Any) -> None:
     _finite_everywhere(c, "")
     check_known_keys(c)
+    check_study(c)
     _num(c, "seed", integer=True)
 
     m = c.model

@@ -258,7 +258,7 @@ def run_sampling(cfg: Any, workdir: str, progress: bool = False) -> dict[str, An
     })
     rc.write_json_atomic(os.path.join(workdir, rc.CONFIG_FILE), {
         "config": cfg.to_dict(), "resolved": resolved, "run_id": run_id, "sweep": sweep,
-        "code_version": code_version(),
+        "study": cfg.get("study", ""), "code_version": code_version(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat()})
     rc.append_jsonl(os.path.join(workdir, rc.METRICS_FILE), last_metrics)
     if last_eval is not None:

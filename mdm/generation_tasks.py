@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mdm.config_validation import ConfigError
+from mdm.config_validation import ConfigError, check_study
 from mdm.run_contract import GENERATION_TASKS, MODALITIES, TASK_MODALITY
 from mdm.samplers import SamplerConfig
 
@@ -95,6 +95,7 @@ def validate_sampling(cfg: Any) -> dict[str, SamplerConfig]:
     the configured tasks. Every modality section is checked, used or not."""
     if "sampling" not in cfg:
         raise ConfigError("config has no `sampling` section; use experiments/sampling.py")
+    check_study(cfg)
     s = cfg.sampling
     _check(s.num_samples >= 1, "num_samples", "must be >= 1")
     _check(s.batch_size >= 1, "batch_size", "must be >= 1")

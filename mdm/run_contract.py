@@ -10,7 +10,10 @@ Pure Python (no JAX): the trainer writes these files, `analysis/` reads them.
                                    tokens_per_step, total_tokens, total_steps, lr, beta1, beta2,
                                    eps, kappa, token_space: {...offsets...}, mesh: {...},
                                    num_devices, num_processes, device_kind},
-                      "run_id", "sweep", "code_version", "created"}
+                      "run_id", "sweep", "study", "code_version", "created"}
+                     "study": the study the run belongs to (one of STUDIES, set by its
+                     experiment file as config.study; "" for none). Analysis groups runs by
+                     it; runs written before it was recorded are matched by sweep name.
       metrics.jsonl  one object per logged step; keys METRICS_KEYS, plus loss_<modality> and
                      tokens_<modality> for each modality in MODALITIES
       eval.jsonl     one object per evaluation; keys EVAL_KEYS plus, per modality m,
@@ -41,6 +44,14 @@ MODALITIES: tuple[str, ...] = ("text", "image", "audio")   # the one home of the
 GENERATION_TASKS: tuple[str, ...] = ("text", "t2i", "i2t", "t2s", "s2t")
 TASK_MODALITY: dict[str, str] = {"text": "text", "t2i": "image", "i2t": "image",
                                  "t2s": "audio", "s2t": "audio"}   # the media each task uses
+
+# The studies a run can belong to: config.study (each experiment file sets its own, e.g.
+# experiments/scaling.py STUDY = "scaling"), written to config.json's top-level "study". The one
+# home of the names: mdm.config_validation refuses any other, analysis/report.py says which
+# analyses read which study. "isoflop" is the scaling study's IsoFLOP design (its `isoflop`
+# sweep marks its points so); "" = no study (a run by hand from experiments/base.py).
+STUDIES: tuple[str, ...] = ("scaling", "isoflop", "batch_size", "mixing", "noise_schedule",
+                            "sampling", "ladder")
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"

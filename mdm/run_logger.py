@@ -64,10 +64,11 @@ class RunWriter:
         return os.path.join(self.run_dir, name)
 
     def write_config(self, config: dict[str, Any], resolved: dict[str, Any], run_id: str,
-                     sweep: str) -> None:
+                     sweep: str, study: str = "") -> None:
         if not self.enabled:
             return
         obj = {"config": config, "resolved": resolved, "run_id": run_id, "sweep": sweep,
+               "study": study,
                "code_version": code_version(),
                "created": datetime.datetime.now(datetime.timezone.utc).isoformat()}
         rc.write_json_atomic(self.path(rc.CONFIG_FILE), obj)

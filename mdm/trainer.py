@@ -187,7 +187,7 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
     writer = RunWriter(workdir, enabled=jax.process_index() == 0,
                        tensorboard=cfg.logging.tensorboard)
     writer.write_config(cfg.to_dict(), _resolved(cfg, b, mesh, layout, measures, peak, peak_source),
-                        run_id, cfg.sweep or _basename(_parent(workdir)))
+                        run_id, cfg.sweep or _basename(_parent(workdir)), cfg.get("study", ""))
     ckpt = _checkpointer(cfg, writer, b.total_steps)
     start = ckpt.latest_step() if ckpt else None
     cleaned = writer.start_from(start)          # the logs now match the state we start from

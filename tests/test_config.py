@@ -55,3 +55,26 @@ def test_cli_rejects_a_bad_override_before_training(repo_root, tmp_path):
     cmd[-1] = "--config.model.no_such_field=1"
     p = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and "no_such_field" in p.stderr
+
+
+def test_study_must_be_a_known_study():
+    from mdm.run_contract import STUDIES
+    c = get_config("tiny")
+    assert c.study == ""                             # a run by hand belongs to no study
+    for s in STUDIES:
+        c.study = s
+        validate_config(c)
+    c.study = "scalling"
+    with pytest.raises(ConfigError) as e:
+        validate_config(c)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("config.study: unknown study 'scalling'; known: scaling, isoflop")
+    # the sampling study's entry point checks it too
+    from experiments.sampling import get_config as sampling_config
+    from mdm.generation_tasks import validate_sampling
+    s = sampling_config("checkpoint=/some/run")
+    assert s.study == "sampling"
+    s.study = "sampler"
+    with pytest.raises(ConfigError, match="config.study: unknown study 'sampler'"):
+        validate_sampling(s)

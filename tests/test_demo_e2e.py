@@ -40,6 +40,14 @@ def test_reduced_demo_pipeline_produces_a_valid_report(tiny_demo, tmp_path, repo
     # relaunching reuses every finished run
     p2 = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=1200)
     assert p2.returncode == 0 and "6 runs, 0 to launch" in p2.stderr
+    # the README's command redraws the figures from the runs alone: each run records its study
+    fig = [sys.executable, "-c", "import sys; from analysis.cli import figures_main; "
+           "sys.exit(figures_main())", str(out), "--out", str(tmp_path / "figs"), "--bootstrap", "0"]
+    p3 = subprocess.run(fig, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert p3.returncode == 0, p3.stderr[-3000:]
+    res = json.loads(p3.stdout)
+    assert res["studies"] == {"scaling": 6} and res["notes"] == []
+    assert {"loss_vs_compute", "frontier"} <= set(res["figures"])
 
 
 @pytest.mark.parametrize("module", ["mdm.demo", "mdm.sampling_study"])

@@ -268,7 +268,7 @@ def test_sample_writes_a_contract_run_dir_with_finite_metrics(tiny_demo_run, tmp
     assert s["tokens_per_second"] > 0 and s["seconds_per_sample"] > 0
     cfg = json.load(open(os.path.join(work, "config.json")))
     ck = json.load(open(os.path.join(tiny_demo_run, "config.json")))
-    assert cfg["run_id"] == "pt" and cfg["sweep"] == "sampling"
+    assert cfg["run_id"] == "pt" and cfg["sweep"] == "sampling" and cfg["study"] == "sampling"
     assert cfg["config"]["sampling"]["image"]["guidance"] == 1.0
     assert cfg["resolved"]["params_total"] == ck["resolved"]["params_total"]
     assert cfg["resolved"]["samplers"]["t2i"]["guidance"] == 1.0

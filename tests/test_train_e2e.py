@@ -13,6 +13,7 @@ from mdm.trainer import train
 @pytest.mark.slow
 def test_tiny_run_learns_and_writes_the_contract(tiny_config, tmp_path):
     run_dir = tmp_path / "sweep" / "tiny-run"
+    tiny_config.study = "scaling"
     summary = train(tiny_config, str(run_dir))
     assert summary["status"] == "done"
     rc.validate_run_dir(str(run_dir))
@@ -36,6 +37,7 @@ def test_tiny_run_learns_and_writes_the_contract(tiny_config, tmp_path):
     assert 0 < last["mfu"] < 1 and last["lr"] > 0
     assert cfg["resolved"]["params_total"] == summary["params_total"]
     assert cfg["run_id"] == "tiny-run" and cfg["sweep"] == "sweep"
+    assert cfg["study"] == cfg["config"]["study"] == "scaling"      # what the analysis groups by
     assert os.path.exists(run_dir / rc.DONE_FILE)
 
 

@@ -1,6 +1,8 @@
 """Build the embedded demo data set: raw text / image-text / audio-text, the three tokenizers
 trained on it, the checkers, and a summary. Nothing is downloaded; everything is a function of
-(seed, scale) and the installed espeak-ng.
+(seed, scale), the installed espeak-ng and the installed text sources (mdm.demo_data.text: the
+standard library's pydoc topics and Debian's fortunes / dict-* packages; a scale that needs more
+prose than is installed fails with one line naming the apt command).
 
 Layout of `out_dir` (each stage is a directory written atomically, with `_stage.json` holding
 its content key; a stage whose key matches is reused, so a second call returns at once):
@@ -15,10 +17,12 @@ its content key; a stage whose key matches is reused, so a second call returns a
     checkers/      image_checker.npz, audio_checker.npz (arrays + JSON header, no pickle),
                    report.json (accuracies),
                    reconstructions.png, decoded_examples/*.wav
-    summary.json   counts, tokenizer descriptions (manifest entries), PSNR, SNR, mel distance,
+    summary.json   counts (the text's sources: package, documents, characters, bytes each),
+                   tokenizer descriptions (manifest entries), PSNR, SNR, mel distance,
                    checker accuracies on held-out real and tokenizer-decoded data, timings
 
-Stage keys: text <- (seed, max chars, fortune files); image_text <- (seed, sizes);
+Stage keys: text <- (seed, size limits, the content of each text source: the bytes of its
+installed files, see mdm.demo_data.text.sources_fingerprint); image_text <- (seed, sizes);
 audio_text <- (seed, renderings, rate, espeak-ng version); each tokenizer <- (its data keys,
 config, training settings); checkers <- (data keys, tokenizer ids, checker file versions). A
 stage is also rebuilt when one of its files (STAGE_FILES) is missing: a data set built before
@@ -171,13 +175,13 @@ def _hash(obj: Any) -> str:
 
 
 def _stage_keys(sc: DemoScale, seed: int) -> dict[str, str]:
-    from mdm.demo_data.text import FORTUNES_DIR
-    fortunes = sorted((p.name, p.stat().st_size) for p in FORTUNES_DIR.iterdir()
-                      if p.is_file()) if FORTUNES_DIR.is_dir() else []
+    from mdm.demo_data.text import sources_fingerprint
     base = {"format": DEMO_FORMAT, "version": DEMO_VERSION, "seed": seed}
     k: dict[str, str] = {}
     k["text"] = _hash({**base, "stage": "text", "max_chars": sc.text_max_chars,
-                       "fortunes": fortunes})
+                       "min_bytes": sc.text_min_bytes,
+                       "per_source": sc.text_max_chars_per_source,
+                       "sources": sources_fingerprint(sources=sc.text_sources)})
     k["image_text"] = _hash({**base, "stage": "image_text", "size": sc.image_size,
                              "digits": sc.num_digits, "shapes": sc.num_shapes,
                              "valid": sc.image_valid_fraction})
@@ -262,7 +266,10 @@ def _lock(root: Path) -> Iterator[None]:
 # --- raw data stages --------------------------------------------------------------------------
 def _build_text(d: Path, sc: DemoScale, seed: int) -> dict[str, Any]:
     from mdm.demo_data.text import make_text_corpus
-    train, valid, info = make_text_corpus(seed, max_chars=sc.text_max_chars)
+    train, valid, info = make_text_corpus(
+        seed, max_chars=sc.text_max_chars, min_bytes=sc.text_min_bytes,
+        max_chars_per_source=sc.text_max_chars_per_source, sources=sc.text_sources,
+        scale_name=sc.name)
     for split, docs in (("train", train), ("valid", valid)):
         with open(d / f"{split}.jsonl", "w", encoding="utf-8") as f:
             for doc in docs:

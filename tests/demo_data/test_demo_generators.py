@@ -1,49 +1,12 @@
-"""Demo generators (text, digits, shapes) and the image checker: determinism, captions that
-state the attributes, and checker accuracy on held-out real data."""
+"""Demo generators (digits, shapes) and the image checker: determinism, captions that state the
+attributes, and checker accuracy on held-out real data. The text corpus: test_demo_text.py."""
 import numpy as np
 import pytest
 
 from mdm.demo_data.digits import make_digits
 from mdm.demo_data.image_checker import ImageChecker, read_shape
 from mdm.demo_data.shapes import make_shapes, render_shape, shape_caption
-from mdm.demo_data.text import fortune_documents, make_text_corpus, split_paragraphs
 from mdm.demo_data.vocab import COLOURS, DIGIT_WORDS, POSITIONS, SHAPES, SIZES
-
-
-# --- text -------------------------------------------------------------------------------------
-def test_text_corpus_is_deterministic_and_split(tmp_path):
-    missing = tmp_path / "no_fortunes"
-    a = make_text_corpus(0, max_chars=50_000, fortunes_dir=missing)
-    b = make_text_corpus(0, max_chars=50_000, fortunes_dir=missing)
-    c = make_text_corpus(1, max_chars=50_000, fortunes_dir=missing)
-    assert a == b
-    assert a[0] != c[0]
-    train, valid, info = a
-    assert len(train) > 10 and len(valid) >= 1
-    assert not set(train) & set(valid)
-    assert info["sources"]["fortunes"] == 0 and not info["fortunes_found"]
-    assert 50_000 <= info["train_chars"] + info["valid_chars"] < 50_000 + 2000 + 1
-    assert all(d.strip() for d in train + valid)
-
-
-def test_fortunes_are_read_when_present_and_skipped_when_absent(tmp_path):
-    assert fortune_documents(tmp_path / "absent") == []
-    root = tmp_path / "fortunes"
-    (root / "off").mkdir(parents=True)
-    (root / "wisdom").write_text("First fortune,\ntwo lines.\n%\nSecond one.\n%\n")
-    (root / "wisdom.dat").write_bytes(b"\x00\x01binary index")
-    (root / "off" / "rude").write_text("Not included.\n%\n")
-    docs = fortune_documents(root)
-    assert docs == ["First fortune,\ntwo lines.", "Second one."]
-    _, _, info = make_text_corpus(0, fortunes_dir=root)
-    assert info["sources"]["fortunes"] == 2 and info["fortunes_found"]
-
-
-def test_split_paragraphs_respects_the_limit():
-    text = "\n\n".join(f"paragraph {i} " + "x" * 50 for i in range(20))
-    chunks = split_paragraphs(text, 200)
-    assert all(len(c) <= 200 for c in chunks)
-    assert "\n\n".join(chunks) == text
 
 
 # --- digits -----------------------------------------------------------------------------------

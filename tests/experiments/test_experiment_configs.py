@@ -83,7 +83,8 @@ def test_hash_ignores_placement_but_not_science():
     from experiments.demo import get_config
     c = get_config("size=s0,tokens=1e4")
     h = config_hash(c)
-    for field, value in (("run_id", "x"), ("sweep", "y"), ("multihost.num_processes", 4),
+    for field, value in (("run_id", "x"), ("sweep", "y"), ("study", "isoflop"),
+                         ("multihost.num_processes", 4),
                          ("train.max_steps", 3), ("logging.progress", True)):
         d = c.copy_and_resolve_references()
         node = d
@@ -95,6 +96,25 @@ def test_hash_ignores_placement_but_not_science():
     d = c.copy_and_resolve_references()
     d.optimizer.lr = 1e-4
     assert config_hash(d) != h
+
+
+@pytest.mark.parametrize("path", sorted(SWEEPS))
+def test_experiment_files_record_their_study(path):
+    """Each experiment file declares its study and its configs carry it (config.study, written
+    by the trainer to config.json's "study"): the analysis groups runs by it."""
+    from mdm.run_contract import STUDIES
+    mod = load_module(os.path.join(REPO, path))
+    assert mod.STUDY in STUDIES
+    assert mod.get_config(None).study == mod.STUDY
+    sw = get_sweep(mod, None if path != "experiments/scaling.py" else "grid,mix=text,sizes=s4")
+    assert {e.config.study for e in expand(mod, sw)} == {mod.STUDY}
+
+
+def test_isoflop_points_record_the_isoflop_study():
+    ex = expand(scaling, get_sweep(scaling, "isoflop,mix=text"))
+    assert {e.config.study for e in ex} == {"isoflop"}
+    assert {e.config.study for e in expand(scaling, get_sweep(scaling, "grid,mix=text,sizes=s4"))} \
+        == {"scaling"}
 
 
 def test_ladder_rule():
