@@ -18,7 +18,8 @@ import numpy as np
 
 def matmul_flops(dtype, n: int = 2048, reps: int = 5) -> float:
     a = jnp.ones((n, n), dtype)
-    f = jax.jit(lambda x: x @ x)
+    # float32 accumulation, as the model's products (a bf16-result dot runs at the f32 rate)
+    f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
     f(a).block_until_ready()
     best = min(_timed(lambda: f(a).block_until_ready()) for _ in range(reps))
     return 2 * n ** 3 / best
