@@ -249,9 +249,12 @@ class Campaign:
         self._add(fault, d, counts)
 
     def _signal_trials(self, fault: str, n: int, sig: int) -> None:
-        """n trials, `parallel` at a time; the signal lands uniformly in [0.5 s, 1.1 x the
-        reference run's wall time] after the start (so start-up, compile, steps and saves)."""
-        delays = [self.rng.uniform(0.5, self.ref_wall * 1.1) for _ in range(n)]
+        """n trials, `parallel` at a time; the signal lands in [0.5 s, 1.1 x the reference run's
+        wall time] after the start (so start-up, compile, steps and saves), stratified: trial i
+        uniformly in the i-th of n equal slices, so even a few trials span every phase."""
+        lo, hi = 0.5, max(self.ref_wall * 1.1, 0.6)
+        delays = [lo + (i + self.rng.uniform(0.0, 1.0)) * (hi - lo) / n for i in range(n)]
+        self.rng.shuffle(delays)
         with ThreadPoolExecutor(self.parallel) as pool:
             futures = [pool.submit(self._signal_trial, fault, i, sig, delays[i]) for i in range(n)]
             for k, f in enumerate(as_completed(futures)):

@@ -249,7 +249,8 @@ def test_plan_reports_memory_for_a_3b_model_on_64_fake_devices(repo_root):
     common = ["--fake_devices", "64", "--config.model.width=3072", "--config.model.depth=26",
               "--config.model.num_heads=24", "--config.token_space.text_vocab=50000",
               "--config.data.seq_len=1024", "--config.train.physical_batch=64",
-              "--config.model.dtype=bfloat16", "--config.model.remat=true"]
+              "--config.model.dtype=bfloat16", "--config.model.remat=true",
+              "--config.model.scan_layers=true"]   # a 26-layer model scans (as the ladder)
     res = {}
     for name, mesh in (("fsdp", ["--config.mesh.fsdp=64", "--config.mesh.data=1"]),
                        ("data", ["--config.mesh.data=64"])):
