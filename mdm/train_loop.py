@@ -256,4 +256,18 @@ class CheckpointHook:
             pass
         steps = self.ckpt.committed_steps()
         last = steps[-1] if steps else None
-        return {"last_checkpoint": last, "removed_tmp": self.ckpt.cleanup_tmp()}
+        # a failed asynchronous save can leave a writer thread that is still creating files in
+        # its temporary directory after close() has given up on it: remove temporary
+        # directories until none has reappeared for half a second (at most ~10 s)
+        removed: list[str] = []
+        quiet_since = time.monotonic()
+        deadline = quiet_since + 10.0
+        while time.monotonic() < deadline:
+            again = self.ckpt.cleanup_tmp()
+            removed += [n for n in again if n not in removed]
+            if again:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= 0.5:
+                break
+            time.sleep(0.1)
+        return {"last_checkpoint": last, "removed_tmp": removed}
