@@ -9,16 +9,16 @@ compute dtype and accumulated in float32 (`preferred_element_type`), the result 
     dx = g w^T          [M, N] @ [N, K]     (contracts the last dim of both operands)
     dw = x^T g          [K, M] @ [M, N]     (returned in w's dtype: float32 master weights)
 
-Why a custom VJP, measured on XLA:CPU (jax 0.10, AVX-512 + AMX host, bench in
-benchmarks/bench_matmul_forms.py): a bfloat16 dot runs at the AMX rate (1.1-1.6 TFLOP/s at
+Why a custom VJP, measured on XLA:CPU (jax 0.10, AVX-512 + AMX host; README "Performance
+against md4"): a bfloat16 dot runs at the AMX rate (1.1-1.6 TFLOP/s at
 [4096, 256] x [256, 704]) only when it accumulates in float32 and its left operand contracts its
 last, row-major dimension; a dot with a bfloat16 result, or the weight gradient's x^T g as
 autodiff writes it (left operand contracting its leading dimension), is rewritten to float32
 and runs at 0.19-0.25 TFLOP/s, slower than a float32 model. So on CPU the weight gradient
 materialises x^T (row-major) first, inside a while loop that runs once, the one construct
 measured to stop XLA giving the transpose a column-major layout that turns the product back
-into float32 (optimization_barrier, lax.cond, converts and elementwise ops do not). On GPU and TPU the plain
-products are used (cuBLAS / the MXU take transposed operands at full rate).
+into float32 (optimization_barrier, lax.cond, converts and elementwise ops do not). On GPU and
+TPU the plain products are used (cuBLAS / the MXU take transposed operands at full rate).
 
 With dtype float32 this is exactly x @ w with float32 gradients.
 """

@@ -135,6 +135,16 @@ def guided_logp(logits_fn: Callable[[Array, Array], Array], x: Array, prompt: Pr
     return jax.nn.log_softmax(lc + w * (lc - lu), axis=-1)
 
 
+def sampling_logp(logits_fn: Callable[[Array, Array], Array], x: Array, prompt: Prompt,
+                  space: TokenSpace, cfg: SamplerConfig, t: Array) -> Array:
+    """The distribution tokens are drawn from: guided log p, then temperature and top-k / top-p
+    (skipped, with the extra log-softmax, when all three are off). float32 [B, L, V]."""
+    logp = guided_logp(logits_fn, x, prompt, space, cfg, t)
+    if cfg.temperature == 1.0 and not cfg.top_k and cfg.top_p >= 1.0:
+        return logp
+    return truncate(jax.nn.log_softmax(logp / cfg.temperature, axis=-1), cfg.top_k, cfg.top_p)
+
+
 def sample_tokens(key: Array, logp: Array, block: int = 32) -> Array:
     """x ~ Categorical(exp(logp)) per position by inverse CDF: logp [..., V] (entries of -inf /
     -1e30 have probability 0) -> int32 [...].
@@ -187,13 +197,9 @@ def sample(logits_fn: Callable[[Array, Array], Array], prompt: Prompt, gen: Arra
     ts = time_grid(cfg.steps, cfg.time_grid)
     x0 = jnp.where(gen, space.mask, prompt.tokens).astype(jnp.int32)
     n_gen = gen.sum(-1)                                                # [B]
-    plain = cfg.temperature == 1.0 and not cfg.top_k and cfg.top_p >= 1.0
 
     def model_logp(x: Array, t: Array) -> Array:
-        logp = guided_logp(logits_fn, x, prompt, space, cfg, t)         # [B, L, V] f32
-        if plain:
-            return logp
-        return truncate(jax.nn.log_softmax(logp / cfg.temperature, axis=-1), cfg.top_k, cfg.top_p)
+        return sampling_logp(logits_fn, x, prompt, space, cfg, t)
 
     # guidance with a time-dependent weight makes the output depend on t: no reuse then
     reuse = cfg.reuse_logits and (cfg.guidance == 0.0 or cfg.guidance_schedule == "constant")
@@ -258,10 +264,7 @@ def sample_threshold(logits_fn: Callable[[Array, Array], Array], prompt: Prompt,
     def body(carry):
         x, key = carry
         key, k_tok = jax.random.split(key)
-        logp = guided_logp(logits_fn, x, prompt, space, cfg, jnp.float32(1.0))
-        if cfg.temperature != 1.0 or cfg.top_k or cfg.top_p < 1.0:
-            logp = truncate(jax.nn.log_softmax(logp / cfg.temperature, axis=-1), cfg.top_k,
-                            cfg.top_p)
+        logp = sampling_logp(logits_fn, x, prompt, space, cfg, jnp.float32(1.0))
         x_hat = sample_tokens(k_tok, logp)
         conf = jnp.take_along_axis(logp, x_hat[..., None], axis=-1)[..., 0]
         masked = (x == space.mask) & gen
