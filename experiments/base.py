@@ -53,7 +53,10 @@ def base_config() -> mlc.ConfigDict:
         total_tokens=1e9,
         physical_batch=256,        # sequences per optimizer step
         micro_batch=0,             # sequences per micro-batch (0 = no accumulation)
-        max_steps=0))              # 0 = no cap; else stop after this many steps (debugging)
+        max_steps=0,               # 0 = no cap; else stop after this many steps (debugging)
+        cooldowns=(),              # WSD cooldown branches at these token counts (mdm.cooldown)
+        init_from="",              # start from this run directory's checkpoint at init_step
+        init_step=0))              # (what a cooldown branch does; mdm.cooldown)
 
     c.optimizer = mlc.ConfigDict(dict(
         lr=3e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1,

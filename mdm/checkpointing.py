@@ -95,6 +95,26 @@ class Checkpointer:
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
+    @staticmethod
+    def restore_from(directory: str, step: int, abstract_state: Any, shardings: Any) -> Any:
+        """Restore the train state another run saved at `step` (read-only: nothing in that
+        directory is created, cleaned or deleted). CheckpointError names what is missing."""
+        directory = os.path.abspath(directory)
+        have = sorted(int(n) for n in os.listdir(directory) if n.isdigit()) \
+            if os.path.isdir(directory) else []
+        if step not in have:
+            raise CheckpointError(f"{directory} has no committed checkpoint at step {step} "
+                                  f"(committed: {have or 'none'})")
+        mgr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+            read_only=True, create=False))
+        try:
+            target = jax.tree_util.tree_map(
+                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state,
+                shardings)
+            return mgr.restore(step, args=ocp.args.StandardRestore(target))
+        finally:
+            mgr.close()
+
     def close(self) -> None:
         """Wait for the last save to commit (CheckpointError if it failed), then close."""
         try:

@@ -211,6 +211,7 @@ def validate_config(c: Any) -> None:
     _check(warm < t.total_tokens, "optimizer.warmup",
            f"warmup ({warm:.3g} tokens) must be shorter than train.total_tokens")
     _num(c, "optimizer.ema_decay", 0, 1, hi_open=True)
+    _check_cooldowns(c, warm, tokens_per_step)
 
     s = c.sde
     if s.enabled:
@@ -231,6 +232,31 @@ def validate_config(c: Any) -> None:
     _num(c, "logging.every_steps", 1, integer=True)
     _num(c, "multihost.num_processes", 0, integer=True)
     _num(c, "multihost.process_id", -1, integer=True)
+
+
+def _check_cooldowns(c: Any, warm: float, tokens_per_step: int) -> None:
+    """train.cooldowns (mdm.cooldown): WSD branches need a WSD run, budgets inside the run and
+    past the warmup, and no SDE rule (its kappa depends on the budget, so a branch would not be
+    the parent's continuation)."""
+    t, op = c.train, c.optimizer
+    cds = t.get("cooldowns", ()) or ()
+    if not cds:
+        return
+    _check(isinstance(cds, (tuple, list)) and all(
+        isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) for x in cds),
+        "train.cooldowns", f"must be a tuple of token counts, got {cds!r}")
+    _check(op.decay == "wsd", "train.cooldowns", "cooldown branches need optimizer.decay='wsd' "
+           f"(the run's learning rate must be constant where they branch), got {op.decay!r}")
+    _check(not c.sde.enabled, "train.cooldowns", "cooldown branches and sde.enabled do not mix "
+           "(the SDE kappa depends on the budget); run the budgets as separate runs")
+    f = float(op.decay_fraction)
+    for d in cds:
+        _check(d < t.total_tokens, "train.cooldowns",
+               f"{d:.3g} must be below train.total_tokens ({t.total_tokens:.3g}); the run itself "
+               "is the last budget")
+        _check((1 - f) * d >= max(warm, tokens_per_step), "train.cooldowns",
+               f"{d:.3g} tokens branch at {(1 - f) * d:.3g}, before the warmup ends ({warm:.3g}) "
+               f"or the first step ({tokens_per_step}); drop it or shorten the warmup")
 
 
 def check_resolved_optimizer(opt: dict[str, float]) -> None:

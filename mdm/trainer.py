@@ -52,6 +52,7 @@ import ml_collections as mlc
 from mdm import run_contract as rc
 from mdm.assemble import Built, build, make_evaluator, setup_train_step
 from mdm.checkpointing import CheckpointError, Checkpointer
+from mdm.cooldown import Branch, branch_config, plan_branches
 from mdm.config_validation import ConfigError
 from mdm.data.shards import ShardError
 from mdm.distributed import describe_layout
@@ -188,7 +189,7 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
                        tensorboard=cfg.logging.tensorboard)
     writer.write_config(cfg.to_dict(), _resolved(cfg, b, mesh, layout, measures, peak, peak_source),
                         run_id, cfg.sweep or _basename(_parent(workdir)), cfg.get("study", ""))
-    ckpt = _checkpointer(cfg, writer, b.total_steps)
+    ckpt = _checkpointer(cfg, writer, b.total_steps, b.tokens_per_step)
     start = ckpt.latest_step() if ckpt else None
     cleaned = writer.start_from(start)          # the logs now match the state we start from
     writer.reserve()                            # room for summary.json even on a full disk
@@ -201,6 +202,13 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
         with mesh_context(mesh):
             state = ckpt.restore(start, st.abstract, st.shardings)
         log.info("resumed from the checkpoint at step %d", start)
+    elif cfg.train.get("init_from"):       # a cooldown branch: the parent's state at init_step
+        start = int(cfg.train.init_step)
+        with mesh_context(mesh):
+            state = Checkpointer.restore_from(
+                os.path.join(cfg.train.init_from, rc.CHECKPOINT_DIR), start, st.abstract,
+                st.shardings)
+        log.info("started from %s at step %d", cfg.train.init_from, start)
     else:
         state, _ = create_state(b.model, st.tx, mesh, rules, cfg.data.seq_len,
                                 jax.random.PRNGKey(cfg.seed), st.ema, st.shardings)
@@ -214,6 +222,8 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
     eval_steps = cadence_steps(cfg.eval.every, cfg.train.total_tokens, b.tokens_per_step, T) | {T}
     ckpt_steps = cadence_steps(cfg.checkpoint.every, cfg.train.total_tokens, b.tokens_per_step,
                                T) | {T}
+    branches = plan_branches(cfg, workdir, run_id, b.tokens_per_step)
+    ckpt_steps |= {br.step for br in branches}
     evals = EvalHook(evaluate, eval_steps, mesh, rules, writer, st.ema, b, fpt)
     if start:   # a resumed run's final eval may predate the restart (killed before the summary)
         evals.last = _last_record(writer.path(rc.EVAL_FILE))
@@ -230,6 +240,9 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
                       run_id)
     logger.start_window(bar)
     pending = InFlight(logger)
+    cooldowns = CooldownHook(cfg, branches, workdir, run_id, writer, ckpt, progress, devices)
+    if not cooldowns.run_owed(start):          # branches a restarted run still owes
+        pre.requested = True
 
     # The loop: one step in flight; drain (read the step at once) at eval, checkpoint and stop.
     status, failure, bad_data = "done", {}, None
@@ -257,6 +270,8 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
                 evals.run_if_due(s, state)
                 preempted = pre.requested
                 saver.save_if_due(s, state, stopping=preempted or s == T)
+                if not preempted and cooldowns.due(s):
+                    preempted = not cooldowns.run_at(s)     # a branch was preempted
                 if preempted:
                     status = "preempted"
                     break
@@ -293,6 +308,45 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
     if bad_data is not None:
         raise bad_data          # the CLI's one line and exit 65, after the summary is written
     return summary
+
+
+class CooldownHook:
+    """Trains the run's WSD cooldown branches (mdm.cooldown) at their steps, inline: each is a
+    nested `train` of the branch's config into its own run directory, starting from this run's
+    checkpoint at the branch step (committed first). `run_at` / `run_owed` return False when a
+    branch was preempted (this run then stops too, resumable)."""
+
+    def __init__(self, cfg: mlc.ConfigDict, branches: list[Branch], workdir: str, run_id: str,
+                 writer: RunWriter, ckpt: Checkpointer | None, progress: bool | None,
+                 devices: list | None) -> None:
+        if branches and ckpt is None:
+            raise ConfigError("config.train.cooldowns: cooldown branches start from checkpoints; "
+                              "set checkpoint.enabled=True")
+        self.cfg, self.branches, self.workdir, self.run_id = cfg, branches, workdir, run_id
+        self.sweep = cfg.sweep or _basename(_parent(workdir))
+        self.writer, self.ckpt, self.progress, self.devices = writer, ckpt, progress, devices
+
+    def due(self, s: int) -> bool:
+        return any(br.step == s for br in self.branches)
+
+    def run_owed(self, start: int) -> bool:
+        """Branches at or before `start` (a restarted run) that have not finished."""
+        return all(self._run(br) for br in self.branches if br.step <= start)
+
+    def run_at(self, s: int) -> bool:
+        return all(self._run(br) for br in self.branches if br.step == s)
+
+    def _run(self, br: Branch) -> bool:
+        if finished_summary(br.workdir) is not None:
+            return True
+        self.ckpt.wait()                          # the branch reads the checkpoint at br.step
+        self.ckpt.check()
+        log.info("cooldown branch %s: %.3g tokens from step %d", br.run_id, br.tokens, br.step)
+        summary = train(branch_config(self.cfg, br, self.workdir, self.run_id, self.sweep),
+                        br.workdir, progress=self.progress, devices=self.devices)
+        if summary["status"] == "nan":
+            log.warning("cooldown branch %s stopped on a non-finite loss", br.run_id)
+        return summary["status"] != "preempted"
 
 
 def _last_record(path: str) -> dict[str, Any]:
@@ -341,13 +395,15 @@ def _resolved(cfg: mlc.ConfigDict, b: Built, mesh: Any, layout: dict[str, Any],
     }
 
 
-def _checkpointer(cfg: mlc.ConfigDict, writer: RunWriter, total_steps: int) -> Checkpointer | None:
+def _checkpointer(cfg: mlc.ConfigDict, writer: RunWriter, total_steps: int,
+                  tokens_per_step: int) -> Checkpointer | None:
     """The run's checkpoint manager (None when checkpointing is off), with its permanent steps
-    at the configured fractions of the budget."""
+    at the configured fractions of the budget and at its cooldown branch steps."""
     c = cfg.checkpoint
     if not c.enabled:
         return None
     permanent = {max(1, round(f * total_steps)) for f in c.permanent}
+    permanent |= {br.step for br in plan_branches(cfg, ".", "", tokens_per_step)}
     return Checkpointer(writer.path(rc.CHECKPOINT_DIR), c.keep, permanent, c.async_save)
 
 
