@@ -58,10 +58,12 @@ def _law_params(fits, m):
 
 def plot_loss_vs_compute(runs: pd.DataFrame, fits: ModalityLaws | Mapping | None = None,
                          modalities: Sequence[str] | None = None, metric: str = "bits",
-                         n: str = "N", c: str = "C") -> Figure:
+                         n: str = "N", c: str = "C", heldout: Mapping | None = None) -> Figure:
     """Final loss per modality against training compute, coloured by N, with the fitted law:
     one curve L(N, C / F(N)) per model size (F = FLOPs per token) and the compute-optimal
-    envelope min_N L(N, C / F(N))."""
+    envelope min_N L(N, C / F(N)). `heldout` ({"C": FLOPs, "modalities": {m: {"predicted",
+    "interval", "measured"}}}, launch/demo.py) adds a run no fit has seen: its predicted loss
+    with the interval, and the measured one."""
     mods = list(modalities or [m for m in MOD_COLORS if f"{metric}_{m}" in runs.columns])
     if not mods:
         raise AnalysisError(f"plot_loss_vs_compute: no {metric}_<modality> columns")
@@ -76,7 +78,8 @@ def plot_loss_vs_compute(runs: pd.DataFrame, fits: ModalityLaws | Mapping | None
         ax.scatter(runs[c], y, c=cmap(norm(runs[n])), s=18, edgecolor="k", linewidth=0.3, zorder=3)
         p = _law_params(fits, m)
         if p is not None:
-            Cg = np.geomspace(runs[c].min() / 1.5, runs[c].max() * 1.5, 200)
+            c_hi = max(runs[c].max(), heldout["C"] if heldout else 0.0) * 1.5
+            Cg = np.geomspace(runs[c].min() / 1.5, c_hi, 200)
             for nn in np.unique(runs[n]):
                 fr = fpt[runs[n].to_numpy() == nn].mean()
                 ax.plot(Cg, chinchilla_law(nn, Cg / fr, p["E"], p["A"], p["B"], p["alpha"], p["beta"]),
@@ -85,6 +88,15 @@ def plot_loss_vs_compute(runs: pd.DataFrame, fits: ModalityLaws | Mapping | None
             env = chinchilla_law(Ng[None, :], Cg[:, None] / (k_eff * Ng[None, :]), p["E"], p["A"],
                                  p["B"], p["alpha"], p["beta"]).min(axis=1)
             ax.plot(Cg, env, "k--", lw=1.2, label="compute-optimal envelope")
+            h = (heldout or {}).get("modalities", {}).get(m)
+            if h is not None:
+                lo, hi = h["interval"]
+                ax.errorbar([heldout["C"]], [h["predicted"]], yerr=[[h["predicted"] - lo],
+                            [hi - h["predicted"]]], fmt="o", mfc="none", color="crimson",
+                            capsize=3, label="held-out: predicted (95%)", zorder=4)
+                ax.scatter([heldout["C"]], [h["measured"]], marker="*", s=90, color="crimson",
+                           edgecolor="k", linewidth=0.4, zorder=5,
+                           label=f"held-out: measured ({100 * h['rel_error']:+.1f}%)")
             ax.set_title(f"{m}: E={p['E']:.3g}, α={p['alpha']:.3g}, β={p['beta']:.3g}", fontsize=9)
             ax.legend(fontsize=7, loc="upper right")
         else:

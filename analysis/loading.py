@@ -60,7 +60,8 @@ from .stats import AnalysisError
 
 # resolved config values every scaling fit needs (N, and C = flops_per_token x D)
 FIT_RESOLVED_KEYS: tuple[str, ...] = ("params_non_embedding", "flops_per_token")
-RUN_COLUMNS = ("run_id", "sweep", "study", "status", "done", "damage", "N", "params_total", "params_non_embedding",
+RUN_COLUMNS = ("run_id", "sweep", "study", "status", "done", "damage", "N", "params_total",
+               "params_non_embedding", "params_head",
                "flops_per_token", "D", "C", "steps", "wall_s", "seq_len", "physical_batch_seqs",
                "logical_batch_seqs", "tokens_per_step", "kappa", "lr")
 
@@ -228,7 +229,7 @@ def _load_one(sweep: str, run_dir: str, issues: list[dict]):
                 if unusable else "")
             issue(CONFIG_FILE, f"{what}: run marked damaged")
             damage.append(f"{CONFIG_FILE} {what}")
-    for k in ("params_total", "params_non_embedding", "flops_per_token", "seq_len",
+    for k in ("params_total", "params_non_embedding", "params_head", "flops_per_token", "seq_len",
               "physical_batch_seqs", "logical_batch_seqs", "tokens_per_step", "kappa", "lr"):
         row[k] = res.get(k, np.nan)
     row["N"] = res.get("params_non_embedding", np.nan)

@@ -1,57 +1,107 @@
-"""The demo family: a mini scaling grid small enough for a 2-core CPU.
+"""The demo family: a real scaling study small enough for a 2-core CPU (`make demo`).
 
     python -m launch.cli run experiments/demo.py --runs-root runs --executor local --parallel 2
-    python -m mdm.train --config experiments/demo.py:size=s1,tokens=1e5 --workdir runs/x/y
+    python -m mdm.train --config experiments/demo.py:size=w32,tokens=2e6 --workdir runs/x/y
 
-Config argument: size (a ladder rung, s0..s2 are the CPU sizes), tokens (the token budget),
-mix (a mixture name from experiments/common.py; "tri" = equal thirds of text, image-text and
-audio-text sequences), source / path (data.source and data.path: "synthetic" today, "shards"
-with a token-shard directory once the embedded demo data set is tokenized), lr.
+Models are micro sizes of the ladder (experiments/ladder.py "w<width>": 2 layers, heads of 16;
+w8 one head of 8)
+on the demo token space (mdm.demo_data.scales: a 512-id text BPE and 256-code image and audio
+tokenizers, so the output head does not swamp the transformer); sequences of 128 tokens, 16 per
+step. Every run is warmup-stable-decay with cooldown branches (mdm.cooldown): a size's run to
+its largest budget branches a 20% cooldown at each smaller one, so one run per size yields its
+loss at every compute budget.
 
-Runs use the `cpu` study base (64-token sequences, 16 sequences = 1024 tokens per step) with
-two evaluations and one mid-run checkpoint.
+Config argument: size (a ladder name, e.g. w32 or s0), tokens (the run's budget), cooldowns
+(budgets of its cooldown branches, `+`-separated), mix (a mixture of experiments/common.py;
+"tri" = equal thirds of text, image-text and audio-text sequences), source / path (data.source
+and data.path: "shards" with the demo's token shards), lr.
 
 Sweeps (the argument picks one):
-  grid   (default) sizes s0, s1, s2 x budgets 4e4, 1e5, 2.5e5 tokens: 9 runs, each 20-60 s
-         on this 2-core CPU (start-up and compilation take 10-15 s of it);
-  smoke  two s0 runs of 8 and 12 steps: what the launcher tests submit (local processes and SLURM);
-  mh     one 8-step s0 run that wants 2 hosts (the multi-process launcher test).
-Any sweep takes `sizes=s0+s1`, `tokens=5e4+1e5`, `mix=...`, `source=...`, `path=...`.
+  grid    (default) sizes w8, w16, w32, w64 x compute budgets (FLOPs) 1e11, 2e11, 4e11: one
+          run per size to the token count of the largest budget (0.3M-4M tokens), with
+          cooldown branches at the others (IsoFLOP profiles: every budget sees every size);
+          `tokens=5e5+1e6` adds common token counts (every size at the same D);
+  heldout one run at `size` and `compute` FLOPs, which no fit has seen (launch/demo.py picks
+          both from the fitted law and checks its prediction);
+  smoke   two w16 runs of 8 and 12 steps: what the launcher tests submit;
+  mh      one 8-step w16 run that wants 2 hosts (the multi-process launcher test).
+Any sweep takes `sizes=w16+w32`, `budgets=1e11+2e11`, `tokens=5e5+1e6` (common token counts;
+-1 for none), `mix=...`, `source=...`, `path=...`.
+The same study at pod scale is experiments/scaling.py (ladder rungs, paper-scale data); see
+README "A scaling study".
 """
 from __future__ import annotations
+
+import functools
+import math
 
 import ml_collections as mlc
 
 from experiments import common, ladder
 from experiments.sweep import Point, Sweep, fmt, format_arg, parse_arg, product
 
-STUDY = "scaling"   # config.study: which study its runs belong to (mdm.run_contract.STUDIES)
+STUDY = "isoflop"   # config.study (mdm.run_contract.STUDIES): an IsoFLOP design, read by the
+                    # analysis's laws and IsoFLOP profiles; held-out runs record "heldout"
 
-ARGS = dict(size="s1", tokens=1e5, mix="tri", source="synthetic", path="", lr=0.0)
+SEQ_LEN, BATCH = 128, 16
+BASE = (32, 2, 16)       # CompleteP base shape of the micro family: width, depth, head dim
+DECAY_FRACTION = 0.2     # each budget's last 20% is its cooldown
+WARMUP = 0.02            # of the run's largest token count
+EVAL_EXAMPLES = 384      # fixed across runs: 128 per modality, at 6 quadrature nodes in t
+ARGS = dict(size="w32", tokens=1e6, cooldowns=(0.0,), mix="tri", source="synthetic", path="",
+            lr=0.0, heldout=False)
+
+
+def demo_token_space() -> dict[str, int]:
+    """The demo tokenizers' vocabulary sizes (one home: mdm.demo_data.scales, "small")."""
+    from mdm.demo_data.scales import get_scale
+    sc = get_scale("small")
+    return dict(text_vocab=sc.text_vocab, image_vocab=math.prod(sc.image_tokenizer.levels),
+                audio_vocab=math.prod(sc.audio_tokenizer.levels))
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
     a = parse_arg(arg, ARGS, positional="size", where="experiments/demo.py")
     c = ladder.apply_size(common.study_base("cpu"), a.size)
-    c.study = STUDY
+    # CompleteP relative to w32 x 2 (the ladder's base, s2, is 4x wider than these models:
+    # transferring to width 8 from there gave hidden learning rates of 0.05 and noisy runs)
+    c.model.update(base_width=BASE[0], base_depth=BASE[1], base_head_dim=BASE[2])
+    c.study = "heldout" if a.heldout else STUDY
     common.set_mixture(c, a.mix)
-    c.train.total_tokens = a.tokens
-    c.data.update(source=a.source, path=a.path)
+    c.token_space.update(**demo_token_space(), pad_vocab_to=64)
+    c.data.update(source=a.source, path=a.path, seq_len=SEQ_LEN)
+    c.train.update(total_tokens=a.tokens, physical_batch=BATCH,
+                   cooldowns=tuple(float(x) for x in a.cooldowns if x > 0))
+    c.optimizer.update(decay="wsd", decay_fraction=DECAY_FRACTION, warmup=WARMUP, min_lr_ratio=0.0)
     if a.lr:
         c.optimizer.lr = a.lr
-    c.eval.update(every=0.5, num_t=6, num_examples=48, batch_size=16, at_start=False)
-    c.checkpoint.update(every=0.5, keep=1, permanent=())
-    c.logging.update(every_steps=5, progress=False)
+    c.eval.update(every=0.0, num_t=6, num_examples=EVAL_EXAMPLES, batch_size=64, at_start=False)
+    c.checkpoint.update(every=0.25, keep=1, permanent=())
+    c.logging.update(every_steps=20, progress=False)
     return c
 
 
+@functools.lru_cache(maxsize=None)
+def flops_per_token(size: str) -> float:
+    """Training FLOPs per token of a demo model (mdm.flops, measured on an abstract init)."""
+    return ladder.flops_per_token(get_config(f"size={size}"))
+
+
+def budget_tokens(size: str, compute: float) -> float:
+    """Tokens that spend `compute` FLOPs at `size`, rounded to whole steps."""
+    step = SEQ_LEN * BATCH
+    return max(1, round(compute / flops_per_token(size) / step)) * step
+
+
 KINDS = {
-    "grid": dict(sizes=("s0", "s1", "s2"), tokens=(4e4, 1e5, 2.5e5)),
-    "smoke": dict(sizes=("s0",), tokens=(8e3, 1.2e4)),
-    "mh": dict(sizes=("s0",), tokens=(8e3,)),
+    "grid": dict(sizes=("w8", "w16", "w32", "w64"), budgets=(1e11, 2e11, 4e11)),
+    "heldout": dict(sizes=("w16",), budgets=(1.2e12,)),
+    "smoke": dict(sizes=("w16",), budgets=()),
+    "mh": dict(sizes=("w16",), budgets=()),
 }
-SWEEP_ARGS = dict(kind="grid", sizes=("",), tokens=(0.0,), mix="tri", source="synthetic",
-                  path="")
+SMOKE_TOKENS = {"smoke": (8 * SEQ_LEN * BATCH, 12 * SEQ_LEN * BATCH), "mh": (8 * SEQ_LEN * BATCH,)}
+SWEEP_ARGS = dict(kind="grid", sizes=("",), budgets=(0.0,), tokens=(0.0,), size="", compute=0.0,
+                  mix="tri", source="synthetic", path="")
 
 
 def sweep(arg: str | None = None) -> Sweep:
@@ -60,17 +110,39 @@ def sweep(arg: str | None = None) -> Sweep:
         raise ValueError(f"experiments/demo.py: unknown sweep {a.kind!r}; choose from "
                          f"{', '.join(KINDS)}")
     k = KINDS[a.kind]
-    sizes = a.sizes if a.sizes != ("",) else k["sizes"]
-    tokens = a.tokens if a.tokens != (0.0,) else k["tokens"]
-    hosts = 2 if a.kind == "mh" else 1
+    sizes = (a.size,) if a.size else a.sizes if a.sizes != ("",) else k["sizes"]
+    given_tokens = a.tokens != (0.0,)
+    budgets = ((a.compute,) if a.compute else a.budgets if a.budgets != (0.0,) else
+               () if given_tokens else k["budgets"])
+    extra: dict = dict(mix=a.mix)
+    if a.source != "synthetic":
+        extra.update(source=a.source, path=a.path)
     pts = []
-    for p in product(size=sizes, tokens=tokens):
-        arg_fields = dict(size=p["size"], tokens=p["tokens"], mix=a.mix)
-        if a.source != "synthetic":
-            arg_fields.update(source=a.source, path=a.path)
-        pts.append(Point(f"{p['size']}-t{fmt(p['tokens'])}", format_arg(**arg_fields),
-                         hosts=hosts))
+    if a.kind in SMOKE_TOKENS:
+        hosts = 2 if a.kind == "mh" else 1
+        for p in product(size=sizes, tokens=SMOKE_TOKENS[a.kind]):
+            pts.append(Point(f"{p['size']}-t{fmt(p['tokens'])}",
+                             format_arg(size=p["size"], tokens=p["tokens"], **extra), hosts=hosts))
+        return Sweep(f"demo-{a.kind}", pts, description="demo launcher smoke runs")
+    budgets = sorted(b for b in budgets if b > 0)
+    step = SEQ_LEN * BATCH
+    common_d = [max(1, round(t / step)) * step for t in (a.tokens if given_tokens else
+                                                          k.get("tokens", ())) if t > 0]
+    for size in sizes:
+        toks = {budget_tokens(size, c) for c in budgets}
+        # the common token counts (every size at the same D: N's effect at fixed D), unless a
+        # budget's point is already within 10% of one
+        toks |= {d for d in common_d if all(abs(d / t - 1) > 0.1 for t in toks)}
+        # a branch must start after the warmup (a large model's smallest budget may not)
+        toks = sorted(toks)
+        toks = [d for d in toks[:-1] if (1 - DECAY_FRACTION) * d > WARMUP * toks[-1] + step] \
+            + toks[-1:]
+        more = dict(heldout=True) if a.kind == "heldout" else {}
+        pts.append(Point(f"{size}-t{fmt(toks[-1])}",
+                         format_arg(size=size, tokens=toks[-1],
+                                    cooldowns=tuple(toks[:-1]) or (0.0,), **extra, **more)))
     name = "demo" if a.kind == "grid" else f"demo-{a.kind}"
     if a.mix != "tri":
         name += f"-mix_{a.mix}"
-    return Sweep(name, pts, description="mini scaling grid (model size x tokens), tri-modal")
+    return Sweep(name, pts, description="demo scaling study: micro sizes x compute budgets "
+                 "(WSD cooldown branches), tri-modal")

@@ -2,8 +2,8 @@
 
     width  64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072   (x1.5 / x1.33 steps)
     depth  max(2, round(width / 128))          a fixed aspect ratio of 128 (min 2 layers)
-    heads  width / head_dim,  head_dim = 32 below width 256 (the CPU sizes), 64 up to 1536,
-           128 from 2048 (the accelerator sizes)
+    heads  width / head_dim,  head_dim = 8 below width 16, 16 below 64, 32 below 256 (the CPU
+           sizes), 64 up to 1536, 128 from 2048 (the accelerator sizes)
 
     name  width depth heads   non-embedding params (vocab 6.1k, base config's token space)
     s0      64    2    2      ~0.5M         CPU demo sizes
@@ -12,6 +12,9 @@
     s8    1024    8   16      ~107M
     s11   3072   24   24      ~2.74B        the paper's ~3B (about 2.9B total with a 32k text
                                             vocabulary)
+
+Between and below the rungs, "w<width>" names any width by the same rule (w16 .. w48: the micro
+sizes of the CPU scaling demo, experiments/demo.py; w8 is one head of 8).
 
 Every rung uses the CompleteP parameterization (mdm.model) relative to one fixed base shape
 (BASE_WIDTH x BASE_DEPTH = s2), so learning rate, init scale and weight decay tuned at the base
@@ -56,7 +59,8 @@ def depth_for(width: int) -> int:
 
 
 def head_dim_for(width: int) -> int:
-    return 32 if width < 256 else 64 if width < 2048 else 128
+    return 8 if width < 16 else 16 if width < 64 else 32 if width < 256 else 64 if width < 2048 \
+        else 128
 
 
 def ladder() -> list[Size]:
@@ -69,9 +73,20 @@ SIZES: dict[str, Size] = {s.name: s for s in ladder()}
 
 
 def size(name: str) -> Size:
-    if name not in SIZES:
-        raise ValueError(f"unknown model size {name!r}; the ladder has {', '.join(SIZES)}")
-    return SIZES[name]
+    """A rung (s0..s11) or any width by the same rule, "w<width>" (e.g. w48: 48 wide, 2 layers,
+    3 heads of 16; the CPU scaling demo's micro sizes); the width must be a multiple of its
+    head dimension."""
+    if name in SIZES:
+        return SIZES[name]
+    if name.startswith("w") and name[1:].isdigit() and int(name[1:]) >= 8:
+        w = int(name[1:])
+        hd = head_dim_for(w)
+        if w % hd == 0:
+            return Size(name, w, depth_for(w), w // hd, hd)
+        raise ValueError(f"model size {name!r}: width {w} is not a multiple of its head "
+                         f"dimension {hd}")
+    raise ValueError(f"unknown model size {name!r}; the ladder has {', '.join(SIZES)}, or "
+                     "w<width> (a multiple of its head dimension, at least 8)")
 
 
 def sizes_between(lo: str, hi: str) -> list[str]:

@@ -49,9 +49,10 @@ TASK_MODALITY: dict[str, str] = {"text": "text", "t2i": "image", "i2t": "image",
 # experiments/scaling.py STUDY = "scaling"), written to config.json's top-level "study". The one
 # home of the names: mdm.config_validation refuses any other, analysis/report.py says which
 # analyses read which study. "isoflop" is the scaling study's IsoFLOP design (its `isoflop`
-# sweep marks its points so); "" = no study (a run by hand from experiments/base.py).
+# sweep marks its points so); "heldout" = a run trained to check a fitted law's prediction
+# (launch/demo.py), which no fit reads; "" = no study (a run by hand from experiments/base.py).
 STUDIES: tuple[str, ...] = ("scaling", "isoflop", "batch_size", "mixing", "noise_schedule",
-                            "sampling", "ladder")
+                            "sampling", "ladder", "heldout")
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"

@@ -47,7 +47,13 @@ class DemoScale:
 
 
 SCALES: dict[str, DemoScale] = {
-    "small": DemoScale(name="small"),
+    # the token space is sized for the demo's micro models (experiments/demo.py): a 512-id BPE
+    # and 4^4 = 256-code image and audio tokenizers keep the output head from swamping a
+    # 10k-300k-parameter transformer; 6000 shapes and 126 renderings per spoken digit keep
+    # the image and audio sets from being repeated dozens of times in a few million tokens
+    "small": DemoScale(name="small", text_vocab=512, num_shapes=6000, renderings_per_word=126,
+                       image_tokenizer=ImageTokenizerConfig(levels=(4, 4, 4, 4)),
+                       audio_tokenizer=AudioTokenizerConfig(levels=(4, 4, 4, 4))),
     "tiny": DemoScale(
         name="tiny", text_max_chars=40_000, text_min_bytes=20_000,
         text_max_chars_per_source=None, text_vocab=512,
@@ -55,9 +61,9 @@ SCALES: dict[str, DemoScale] = {
         text_sources=("pydoc_topics", "fortunes", "devil", "jargon"),
         num_digits=160, num_shapes=160,
         renderings_per_word=7,
-        image_tokenizer=ImageTokenizerConfig(widths=(16, 32)),
+        image_tokenizer=ImageTokenizerConfig(widths=(16, 32), levels=(4, 4, 4, 4)),
         image_train=TrainSettings(steps=60, batch_size=16, learning_rate=3e-3, log_every=10),
-        audio_tokenizer=AudioTokenizerConfig(widths=(32, 32, 48)),
+        audio_tokenizer=AudioTokenizerConfig(widths=(32, 32, 48), levels=(4, 4, 4, 4)),
         audio_train=TrainSettings(steps=60, batch_size=8, learning_rate=3e-3, log_every=10)),
 }
 

@@ -20,7 +20,7 @@ ID = re.compile(r"^[A-Za-z0-9._-]+-[0-9a-f]{8}$")
 
 # (experiment file, sweep arguments to expand); None = the default sweep
 SWEEPS = {
-    "experiments/demo.py": [None, "smoke", "mh", "grid,mix=text,sizes=s0+s1"],
+    "experiments/demo.py": [None, "smoke", "mh", "grid,mix=text,sizes=w16+s0", "heldout"],
     "experiments/ladder.py": [None],
     "experiments/scaling.py": [None, "isoflop"],
     "experiments/mixing.py": [None, "n=5,interior=true"],
@@ -196,14 +196,35 @@ def test_study_sweeps_cover_their_axes():
         (64, 5.0, "confidence")
 
 
-def test_demo_runs_are_cpu_sized():
+def test_demo_grid_is_an_isoflop_design_of_micro_sizes_with_cooldown_branches():
+    """One WSD run per size; with its branches every size reaches every compute budget (to a
+    step); transformer parameters span more than 10x; `tokens=` adds common token counts."""
+    from experiments import ladder
+    from mdm.cooldown import plan_branches
     mod = load_module(os.path.join(REPO, "experiments/demo.py"))
     ex = expand(mod, get_sweep(mod, None))
-    assert len(ex) == 9
-    assert {e.config.model.width for e in ex} == {64, 96, 128}
+    assert [e.config.model.width for e in ex] == [8, 16, 32, 64]
+    budgets = mod.KINDS["grid"]["budgets"]
+    trans = []
+    for e in ex:
+        c = e.config
+        b = build(c)
+        assert c.optimizer.decay == "wsd" and c.study == "isoflop"
+        assert min(c.data.mixture.values()) > 0  # all three modalities
+        ends = [br.tokens for br in plan_branches(c, "/x/run", "run", b.tokens_per_step)]
+        ends.append(float(c.train.total_tokens))
+        fpt = ladder.flops_per_token(c)
+        for C in budgets:     # each budget is hit to within one step of tokens
+            assert min(abs(d * fpt / C - 1) for d in ends) < b.tokens_per_step / min(ends) + 1e-9
+        pc = ladder.param_counts(c)
+        trans.append(pc["params_non_embedding"] - pc["params_head"])
+        assert b.total_steps <= 2000
+    assert max(trans) / min(trans) >= 10
+    ex = expand(mod, get_sweep(mod, "grid,sizes=w16+w64,tokens=5e5+1e6"))
     for e in ex:
         b = build(e.config)
-        assert b.total_steps <= 250 and e.config.data.source == "synthetic"
-        assert min(e.config.data.mixture.values()) > 0  # all three modalities
-    sh = mod.get_config("size=s0,source=shards,path=/data/demo_shards")
+        ends = [br.tokens for br in plan_branches(e.config, "/x/r", "r", b.tokens_per_step)]
+        ends.append(float(e.config.train.total_tokens))
+        assert sorted(round(x, -4) for x in ends) == [5e5, 1e6]
+    sh = mod.get_config("size=w16,source=shards,path=/data/demo_shards")
     assert (sh.data.source, sh.data.path) == ("shards", "/data/demo_shards")

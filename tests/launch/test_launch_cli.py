@@ -33,7 +33,7 @@ def test_expand_writes_nothing_and_specs_round_trip(tmp_path, capsys):
                          "--json")
     assert rc == 0 and os.listdir(tmp_path) == []
     specs = [RunSpec.from_dict(d) for d in json.loads(out)]
-    assert len(specs) == 9 and len({s.run_id for s in specs}) == 9
+    assert len(specs) == 4 and len({s.run_id for s in specs}) == 4
     s = specs[0]
     assert s.run_dir == os.path.join(str(tmp_path), "demo", s.run_id)
     assert s.experiment == "experiments/demo.py" and s.entrypoint == "mdm.train"
@@ -191,7 +191,8 @@ def _write(path, text):
 
 
 def test_status_reads_run_directories(tmp_path, capsys):
-    _, specs = plan("experiments/demo.py", str(tmp_path))
+    grid = "experiments/demo.py:grid,sizes=w8+w16+w32+w48+w64+w96+w128+w160+w192"
+    _, specs = plan(grid, str(tmp_path))
     done, pre, nan, dead, live, queued, missing = specs[:7]
     metric = json.dumps({"step": 5, "tokens": 5120, "loss": 2.5}) + "\n"
     for s in (done, pre, nan, dead, live):
@@ -214,12 +215,11 @@ def test_status_reads_run_directories(tmp_path, capsys):
     assert got[done.run_id]["tokens"] == 5120 and got[done.run_id]["loss"] == 2.5
     assert got[done.run_id]["bits"] == 3.5 and got[done.run_id]["total_tokens"] == 25600
     assert got[nan.run_id]["detail"] == "nan" and got[dead.run_id]["detail"].startswith("exit 1")
-    rc, out, _ = run_cli(capsys, "status", "experiments/demo.py", "--runs-root", str(tmp_path))
+    rc, out, _ = run_cli(capsys, "status", grid, "--runs-root", str(tmp_path))
     assert rc == 0
     assert "demo: 9 runs: 1 done, 1 running, 1 queued, 1 preempted, 2 failed, 3 missing" in out
     # `run` skips done, running and queued runs
-    rc, out, err = run_cli(capsys, "run", "experiments/demo.py", "--runs-root", str(tmp_path),
-                           "--dry-run")
+    rc, out, err = run_cli(capsys, "run", grid, "--runs-root", str(tmp_path), "--dry-run")
     assert "9 runs, 6 to launch (skipped: 1 done, 1 running, 1 queued)" in err
 
 
