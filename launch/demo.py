@@ -346,6 +346,10 @@ def _isoflop_lines(fits: dict[str, Any]) -> list[str]:
         for b in f.budgets:
             flags = ", ".join(b.get("flags") or []) or "bracketed"
             L.append(f"| {m} | {b['C']:.3g} | {b['N_opt']:.3g} | {b['D_opt']:.3g} | {flags} |")
+    for m in MODS:
+        if m not in iso:
+            L.append(f"| {m} | - | - | - | not fitted: "
+                     f"{fits['skipped'].get(f'isoflop_{m}', 'no usable budget')} |")
     L += ["", "| modality | N* ~ C^a | D* ~ C^b |", "|---|---|---|"]
     for m, f in iso.items():
         L.append(f"| {m} | {_fmt_pl(f.n_opt_law)} | {_fmt_pl(f.d_opt_law)} |")

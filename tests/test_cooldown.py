@@ -32,11 +32,18 @@ def _final(run_dir) -> dict:
         return json.load(f)
 
 
-def test_a_branch_is_the_run_of_its_budget_and_a_plain_run_directory(tmp_path):
-    parent = tmp_path / "sweep" / "p"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One parent of 40 steps with a branch at 24 steps (branching at step 18), trained once."""
+    root = tmp_path_factory.mktemp("cooldown")
+    parent = root / "sweep" / "p"
     s = train(_cfg(40, cooldown_steps=(24,)), str(parent), progress=False)
+    return root, parent, root / "sweep" / "p-cd2.46e04", s      # 24 x 1024 tokens
+
+
+def test_a_branch_is_the_run_of_its_budget_and_a_plain_run_directory(trained, tmp_path):
+    _, parent, branch, s = trained
     assert s["status"] == "done" and s["steps"] == 40
-    branch = tmp_path / "sweep" / "p-cd2.46e04"          # 24 steps x 1024 tokens
     b = _final(branch)
     assert b["status"] == "done" and b["steps"] == 24 and (branch / rc.DONE_FILE).exists()
     cfg = json.loads((branch / rc.CONFIG_FILE).read_text())
@@ -51,18 +58,17 @@ def test_a_branch_is_the_run_of_its_budget_and_a_plain_run_directory(tmp_path):
                                                            rel=1e-4)
 
 
-def test_a_restarted_parent_trains_the_branches_it_owes(tmp_path):
+def test_a_restarted_parent_trains_the_branches_it_owes(trained, tmp_path):
+    root, parent0, branch0, first = trained
+    before = _final(branch0)["final_eval"]
+    # a copy of the finished parent that lost its branch and its end (as if killed after its
+    # last checkpoint): the restarted parent first trains the branch again, from step 18
     parent = tmp_path / "sweep" / "p"
-    c = _cfg(40, cooldown_steps=(24,))
-    first = train(c, str(parent), progress=False)
-    branch = tmp_path / "sweep" / "p-cd2.46e04"
-    before = _final(branch)["final_eval"]
-    # lose the branch and the parent's end (as if killed after its last checkpoint): the
-    # restarted parent resumes and first trains the branch again, from its step-18 checkpoint
-    shutil.rmtree(branch)
+    shutil.copytree(parent0, parent)
     (parent / rc.DONE_FILE).unlink()
     (parent / rc.SUMMARY_FILE).unlink()
-    again = train(c, str(parent), progress=False)
+    branch = tmp_path / "sweep" / branch0.name
+    again = train(_cfg(40, cooldown_steps=(24,)), str(parent), progress=False)
     assert again["status"] == "done" and _final(branch)["status"] == "done"
     for m, v in before.items():
         assert _final(branch)["final_eval"][m]["nats"] == pytest.approx(v["nats"], rel=1e-5)
