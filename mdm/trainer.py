@@ -28,6 +28,10 @@ jitted step, parameter counts, the CPU's measured peak, config.json, checkpoint 
 loading from the persistent cache, running). One `startup:` log line; summary.json "startup_s"
 and "startup" (with the compile seconds, programs and cache hits, from jax.monitoring).
 
+WSD cooldown branches (train.cooldowns, mdm.cooldown): at each branch step the loop saves a
+permanent checkpoint and trains the branch inline (CooldownHook: a nested `train` into the
+branch's own run directory); a restarted run first trains the branches it still owes.
+
 Exit statuses (summary.json "status", and the CLI's exit code): done (0), failed (1: a checkpoint
 save or a log write failed, e.g. a full disk; summary.json names the error and the last good
 checkpoint, temporary save directories are removed), nan (3: a non-finite loss or gradient;
@@ -240,7 +244,7 @@ def _train(cfg: mlc.ConfigDict, workdir: str, pre: _Preemption, progress: bool |
                       run_id)
     logger.start_window(bar)
     pending = InFlight(logger)
-    cooldowns = CooldownHook(cfg, branches, workdir, run_id, writer, ckpt, progress, devices)
+    cooldowns = CooldownHook(cfg, branches, workdir, run_id, ckpt, progress, devices)
     if not cooldowns.run_owed(start):          # branches a restarted run still owes
         pre.requested = True
 
@@ -317,14 +321,14 @@ class CooldownHook:
     branch was preempted (this run then stops too, resumable)."""
 
     def __init__(self, cfg: mlc.ConfigDict, branches: list[Branch], workdir: str, run_id: str,
-                 writer: RunWriter, ckpt: Checkpointer | None, progress: bool | None,
+                 ckpt: Checkpointer | None, progress: bool | None,
                  devices: list | None) -> None:
         if branches and ckpt is None:
             raise ConfigError("config.train.cooldowns: cooldown branches start from checkpoints; "
                               "set checkpoint.enabled=True")
         self.cfg, self.branches, self.workdir, self.run_id = cfg, branches, workdir, run_id
         self.sweep = cfg.sweep or _basename(_parent(workdir))
-        self.writer, self.ckpt, self.progress, self.devices = writer, ckpt, progress, devices
+        self.ckpt, self.progress, self.devices = ckpt, progress, devices
 
     def due(self, s: int) -> bool:
         return any(br.step == s for br in self.branches)
@@ -344,8 +348,9 @@ class CooldownHook:
         log.info("cooldown branch %s: %.3g tokens from step %d", br.run_id, br.tokens, br.step)
         summary = train(branch_config(self.cfg, br, self.workdir, self.run_id, self.sweep),
                         br.workdir, progress=self.progress, devices=self.devices)
-        if summary["status"] == "nan":
-            log.warning("cooldown branch %s stopped on a non-finite loss", br.run_id)
+        if summary["status"] not in ("done", "preempted"):
+            log.warning("cooldown branch %s ended with status %s (see its summary.json); this "
+                        "run goes on", br.run_id, summary["status"])
         return summary["status"] != "preempted"
 
 
