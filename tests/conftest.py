@@ -1,5 +1,6 @@
 """Test configuration: several fake CPU devices (set before JAX is imported), fast failure of
-hung CPU collectives, absl flags parsed for grain, and shared fixtures."""
+hung CPU collectives, one persistent compilation cache for the session (this process and the
+trainers it starts), absl flags parsed for grain, and shared fixtures."""
 import os
 
 _FLAGS = ("--xla_force_host_platform_device_count=8 "
@@ -17,6 +18,13 @@ if "MDM_COMPILATION_CACHE" not in os.environ:
     _CACHE = tempfile.mkdtemp(prefix="mdm-test-jax-cache-")
     os.environ["MDM_COMPILATION_CACHE"] = _CACHE
     atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+# This process uses the same cache: the many in-process train() calls of the tiny presets build
+# fresh jitted functions, and the identical programs among them (init, eval, train steps of the
+# same config) are loaded instead of compiled again (about a third of the in-process CPU time).
+from mdm.startup import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()
 
 from absl import flags  # noqa: E402
 

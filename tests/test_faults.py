@@ -124,10 +124,9 @@ def test_kills_sigterms_and_races_lose_nothing(campaign):
     uninterrupted run's exact steps, losses and final eval, restorable checkpoints, one trainer
     per run and no temporary files."""
     from launch.fault_campaign import COLUMNS, format_table
-    campaign.kills(3)      # the full campaign (python -m launch.fault_campaign) runs 20 and 10
-    campaign.sigterms(2)
-    campaign.races(1)
-    campaign.launcher_races(1)
+    # the full campaign (python -m launch.fault_campaign) runs 20 and 10, kind after kind; here
+    # the 7 trials share one pool, two at a time
+    campaign.all_trials(kills=3, sigterms=2, races=1, launcher_races=1)
     rows = campaign.finish()
     table = format_table(rows)
     print(table, *campaign.notes, sep="\n")

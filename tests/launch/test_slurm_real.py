@@ -250,12 +250,22 @@ def test_slurm_array_requeue_and_two_task_job(tmp_path, request):
         assert "submitted multihost job" in p.stdout
 
         # A requeued job leaves the queue for a moment before it reappears as pending, so the
-        # queue must stay empty for several polls in a row before the jobs count as finished.
+        # queue must stay empty for several polls in a row before the jobs count as finished;
+        # two polls are enough once every submitted run has its DONE (a requeued run has none
+        # until its last attempt ends).
+        def every_run_done() -> bool:
+            specs = [(runs / sw, f[:-len(".json")]) for sw in ("demo-smoke", "demo-mh")
+                     if (runs / sw / ".launch" / "specs").is_dir()
+                     for f in os.listdir(runs / sw / ".launch" / "specs") if f.endswith(".json")]
+            return len(specs) == 3 and all((sw / r / "DONE").exists() for sw, r in specs)
+
         deadline = time.time() + 600
         empty_polls = 0
         while time.time() < deadline and empty_polls < 8:
             cluster.release_requeued()
             empty_polls = empty_polls + 1 if cluster.queue_empty() else 0
+            if empty_polls >= 2 and every_run_done():
+                break
             time.sleep(1)
         slurm_out = "\n".join(
             f"--- {f}\n" + (runs / sw / ".launch" / "slurm" / f).read_text()[-3000:]
