@@ -115,7 +115,7 @@ def plan_heldout(laws: Any, grid_runs: Any, factor: float) -> dict[str, Any]:
         n = float(ladder.param_counts(cfg)["params_non_embedding"])
         d = X.budget_tokens(size, C)
         total = sum(float(f.predict(n, d)) for f in laws.fits.values())
-        cands.append((total, size, n, d))
+        cands.append((total if math.isfinite(total) else math.inf, size, n, d))
     total, size, n, d = min(cands)
     pred = {}
     for m, f in laws.fits.items():
@@ -132,9 +132,10 @@ def score_heldout(runs_root: str, sweep: str, plan: dict[str, Any]) -> dict[str,
     held-out run (rel_error = measured / predicted - 1)."""
     import analysis as A
     runs = A.load_runs(runs_root, warn=False).sweep(f"^{sweep}$").done()
+    runs = runs[(runs["N"] == plan["N"]) & (runs["D"] == plan["D"])]   # this plan's run only
     if runs.empty:
-        raise RuntimeError(f"the held-out run in {runs_root}/{sweep} did not finish; rerun "
-                           "`make demo` to resume it")
+        raise RuntimeError(f"the held-out run ({plan['size']}, {plan['D']:.3g} tokens) in "
+                           f"{runs_root}/{sweep} did not finish; rerun `make demo` to resume it")
     r = runs.iloc[0]
     out = {}
     for m, p in plan["predicted"].items():
