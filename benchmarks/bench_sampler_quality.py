@@ -47,12 +47,12 @@ def main() -> None:
     args = ap.parse_args()
     from absl import flags
     flags.FLAGS.mark_as_parsed()
-    from mdm.eval_samples import _timed_generator_class, find_demo, task_metrics
+    from mdm.eval_samples import find_demo, task_metrics, timed_generator
     from mdm.generation_eval import evaluate_task
     from mdm.samplers import SamplerConfig
     from mdm.startup import enable_compilation_cache
     enable_compilation_cache()
-    gen = _timed_generator_class()(args.run_dir, None, 16)
+    gen = timed_generator(args.run_dir, None, 16)
     demo = find_demo(gen.run_config)
     rows = []
     print(f"{'setting':24s} {'task':5s} {'tok/s':>8s} {'metric':>20s}")

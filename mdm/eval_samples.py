@@ -131,6 +131,13 @@ def find_demo(run_config: dict[str, Any]) -> Any:
 
 
 # --- the generator, timed and batched ----------------------------------------------------------------
+def timed_generator(run_dir: str, step: int | None, batch_size: int):
+    """A Generator (mdm.generation) of the run's checkpoint at `step` (None: the latest) whose
+    sampler calls run in chunks of `batch_size` rows and are timed: `compile_s` (ahead of time,
+    per shape and settings) apart from `sample_s`, with the `rows` and `tokens` generated."""
+    return _timed_generator_class()(run_dir, step, batch_size)
+
+
 def _timed_generator_class():
     import jax
     import jax.numpy as jnp
@@ -231,7 +238,7 @@ def run_sampling(cfg: Any, workdir: str, progress: bool = False) -> dict[str, An
     last_eval = _records_at(os.path.join(ck_dir, rc.EVAL_FILE), step)
 
     t_start = time.perf_counter()
-    gen = _timed_generator_class()(ck_dir, step, int(s.batch_size))
+    gen = timed_generator(ck_dir, step, int(s.batch_size))
     for t in samplers:
         kind = rc.TASK_MODALITY[t]
         if kind in ("image", "audio") and not gen.media_len.get(kind):
