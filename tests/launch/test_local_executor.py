@@ -28,11 +28,11 @@ def test_local_sweep_resumes_and_skips_done_runs(tmp_path):
     common = ["experiments/demo.py:smoke", "--runs-root", str(root), "--parallel", "2",
               "--env", "XLA_FLAGS=--xla_force_host_platform_device_count=1"]
     # 1. run one of the two, stopped after 5 steps (exit 75, as a preemption would)
-    p = _cli("run", *common, "--only", "s0-t1.2e4-*", "--set", "train.max_steps=5")
+    p = _cli("run", *common, "--only", "w16-t24576-*", "--set", "train.max_steps=5")
     assert p.returncode == 1, p.stderr[-3000:]
     st = json.loads(_cli("status", *common[:3], "--json").stdout)
     assert [r["status"] for r in st] == ["missing", "preempted"]
-    assert st[1]["tokens"] == 5 * 1024
+    assert st[1]["tokens"] == 5 * 2048
     # 2. relaunch the grid: same run ids (max_steps only chunks a run); the stopped run resumes
     #    from step 5, the missing one starts, two at a time under one progress bar
     p = _cli("run", *common)
