@@ -112,9 +112,18 @@ def test_status_reads_the_owner_not_file_times(tmp_path, repo_root):
 # --- the fault-injection campaign, fast version -------------------------------------------------
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):
+    """The campaign's processes (trainers, launchers, the restore check) see 2 fake CPU
+    devices instead of the session's 8: still a state on several devices, for about 30% less
+    CPU per trainer (measured: the fast campaign 112 -> 83 s of CPU)."""
     from launch.fault_campaign import Campaign
-    return Campaign(str(tmp_path_factory.mktemp("faults")), seed=1,
-                    say=lambda m: print(f"[faults] {m}", flush=True))
+    env = pytest.MonkeyPatch()
+    env.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2 "
+               "--xla_cpu_collective_call_terminate_timeout_seconds=60")
+    try:
+        yield Campaign(str(tmp_path_factory.mktemp("faults")), seed=1,
+                       say=lambda m: print(f"[faults] {m}", flush=True))
+    finally:
+        env.undo()
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from mdm.model import ModelConfig, Transformer, count_params, param_groups, segm
 from mdm.objective import Batch
 from mdm.optim import lr_schedule, make_optimizer
 from mdm.sharding import mesh_context, mesh_from_config, rules_from_config
-from mdm.train_state import abstract_params, create_state
+from mdm.train_state import abstract_params, state_shardings
 from mdm.train_step import make_train_step
 from mdm.assemble import build
 
@@ -176,7 +176,10 @@ def _xla_train_flops_per_token(width: int, depth: int, heads: int, seq_len: int,
     lr = lr_schedule(1e-3, c.train.total_tokens, b.tokens_per_step, 0.05)
     tx = make_optimizer(b.model_cfg, lr, 0.9, 0.95, 1e-8, 0.0, 1.0)
     counts = count_params(abstract_params(b.model, seq_len))
-    state, _ = create_state(b.model, tx, mesh, rules, seq_len, jax.random.PRNGKey(0))
+    # the state as sharded shapes, as create_state would lay it out: lowering needs no values
+    abstract, shardings = state_shardings(b.model, tx, mesh, rules, seq_len, ema=False)
+    state = jax.tree_util.tree_map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
     step = make_train_step(b.model, tx, b.space, b.objective, 1, lr, jax.random.PRNGKey(1))
     batch = Batch(jnp.full((B, seq_len), 20, jnp.int32), jnp.ones((B, seq_len), jnp.int32),
                   jnp.zeros((B, seq_len), bool))
