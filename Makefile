@@ -10,7 +10,7 @@ TEXT_FILES := /usr/share/games/fortunes/fortunes /usr/share/games/fortunes/compu
 	/usr/share/dictd/gcide.index /usr/share/dictd/devil.index /usr/share/dictd/jargon.index
 HAVE_SYSTEM_DEPS := command -v espeak-ng >/dev/null 2>&1 && ls $(TEXT_FILES) >/dev/null 2>&1
 
-.PHONY: demo test test-fast install clean system-deps
+.PHONY: demo showcase sampling-defaults test test-fast install clean system-deps
 
 $(STAMP): setup.py
 	@$(HAVE_SYSTEM_DEPS) || $(MAKE) --no-print-directory system-deps
@@ -31,6 +31,16 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	@$(HAVE_SYSTEM_DEPS) || $(MAKE) --no-print-directory system-deps
 	$(VENV)/bin/python -m launch.demo
+
+# One tri-modal model that does every task (launch/showcase.py), on the demo data `make demo`
+# builds (built here too when missing); `sampling-defaults` adds the sampling study on it.
+showcase: $(STAMP)
+	@$(HAVE_SYSTEM_DEPS) || $(MAKE) --no-print-directory system-deps
+	$(VENV)/bin/python -m launch.showcase
+
+sampling-defaults: $(STAMP)
+	@$(HAVE_SYSTEM_DEPS) || $(MAKE) --no-print-directory system-deps
+	$(VENV)/bin/python -m launch.showcase --study
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -11,6 +11,9 @@ takes the model itself from the checkpoint's config.json (the model fields here 
     sampling.checkpoint     run directory whose newest checkpoint is sampled
     sampling.step           checkpoint step (-1 = newest)
     sampling.num_samples, sampling.batch_size, sampling.seed
+    sampling.offset         score held-out prompts offset .. offset + num_samples - 1
+    sampling.lengths        i2t / s2t text length given to the sampler: "oracle" (the
+                            reference's) or "prior" (the training split's most common length)
     sampling.tasks          "+"-joined subset of text (unconditional), t2i, t2s, i2t, s2t
     sampling.{text,image,audio}:
         steps               denoising steps (number of unmasking rounds)
@@ -53,14 +56,15 @@ def sampling_section() -> mlc.ConfigDict:
         return mlc.ConfigDict(dict(steps=128, temperature=1.0, guidance=guidance,
                                    sampler="ancestral", top_p=1.0, unmask_schedule="linear"))
     return mlc.ConfigDict(dict(checkpoint="", step=-1, num_samples=64, batch_size=16, seed=0,
-                               tasks="text+t2i+t2s", text=mod(0.0), image=mod(3.0),
+                               lengths="oracle", offset=0, tasks="text+t2i+t2s", text=mod(0.0), image=mod(3.0),
                                audio=mod(3.0)))
 
 
 STUDY = "sampling"   # config.study: which study its runs belong to (mdm.run_contract.STUDIES)
 
 ARGS = dict(size="s6", checkpoint="", modality="image", steps=0, temperature=0.0,
-            guidance=-1.0, sampler="", tasks="", num_samples=0)
+            guidance=-1.0, sampler="", tasks="", num_samples=0, lengths="", offset=-1, step=-1,
+            batch_size=0)
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
@@ -84,6 +88,13 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
         c.sampling.tasks = a.tasks
     if a.num_samples:
         c.sampling.num_samples = a.num_samples
+    if a.lengths:
+        c.sampling.lengths = a.lengths
+    if a.offset >= 0:
+        c.sampling.offset = a.offset
+    c.sampling.step = a.step
+    if a.batch_size:
+        c.sampling.batch_size = a.batch_size
     validate_sampling(c)
     return c
 
@@ -110,3 +121,80 @@ def sweep(arg: str | None = None) -> Sweep:
                 size=a.size, checkpoint=a.checkpoint, modality=m, tasks=TASK_OF[m], **p)))
     return Sweep("sampling" + ("" if a.modality == ("all",) else "-" + "+".join(mods)), pts,
                  entrypoint=ENTRYPOINT, description="sampling defaults per modality")
+
+
+# --- the showcase's sampling runs (launch/showcase.py) -------------------------------------------
+# Every point samples one task of one checkpoint on `num` held-out prompts from `offset`:
+#   (t2i scores 2 x num prompts: num digit and num shape captions)
+#   score     each task at mdm.generation_tasks.DEFAULTS, on the final checkpoint and on the
+#             earlier ones named by `ckpt_steps` (score versus tokens); i2t and s2t again with
+#             the no-oracle length ("prior")
+#   guidance  t2i and t2s at classifier-free guidance weights GUIDANCE, the rest at DEFAULTS
+#   defaults  the sampling-defaults study on this checkpoint: one factor at a time around each
+#             task's default (steps, sampler, temperature, and guidance for the conditional
+#             tasks), on prompts disjoint from `score`'s (offset = num) so the chosen setting
+#             is re-scored without selection bias
+GUIDANCE: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0)
+STUDY_GRID = dict(steps=(16, 32, 64, 128), sampler=("ancestral", "confidence", "margin"),
+                  temperature=(0.7, 0.85, 1.0))
+SHOWCASE_ARGS = dict(kind="score", checkpoint="", num=100, offset=0, ckpt_steps=(-1,),
+                     size="s4")
+
+
+def _setting(task: str, num: int, offset: int, **change) -> dict:
+    """The sampling-config arguments of `task` at DEFAULTS[task], with `change` applied, on
+    `num` prompts from `offset` (t2i: 2 x both, so that num digit and num shape captions are
+    scored)."""
+    from mdm.generation_tasks import DEFAULTS
+    from mdm.run_contract import TASK_MODALITY
+    d = DEFAULTS[task]
+    s = dict(steps=d.steps, sampler=d.method, temperature=d.temperature, guidance=d.guidance)
+    s.update(change)
+    n = 2 * num if task == "t2i" else num
+    return dict(modality=TASK_MODALITY[task], tasks=task, num_samples=n, batch_size=n,
+                offset=2 * offset if task == "t2i" else offset, **s)
+
+
+def _name(task: str, s: dict) -> str:
+    return (f"{task}-st{s['steps']}-{s['sampler']}-temp{fmt(s['temperature'])}"
+            f"-g{fmt(s['guidance'])}")
+
+
+def showcase_sweep(arg: str | None = None) -> Sweep:
+    """The showcase's sampling runs (see above); `kind` = score | guidance | defaults."""
+    from mdm.generation_tasks import TASKS
+    a = parse_arg(arg, SHOWCASE_ARGS, positional="kind",
+                  where="experiments/sampling.py showcase_sweep")
+    base = dict(size=a.size, checkpoint=a.checkpoint)    # one sampler call: every prompt in a batch
+    pts: list[Point] = []
+    if a.kind == "score":
+        for step in a.ckpt_steps:
+            at = "final" if step < 0 else f"at{int(step)}"
+            for t in TASKS:
+                pts.append(Point(f"{t}-{at}", format_arg(**base, **_setting(t, a.num, a.offset),
+                                                         step=int(step))))
+                if t in ("i2t", "s2t") and step < 0:
+                    pts.append(Point(f"{t}-final-prior", format_arg(
+                        **base, **_setting(t, a.num, a.offset), lengths="prior")))
+    elif a.kind == "guidance":
+        for t in ("t2i", "t2s"):
+            for w in GUIDANCE:
+                pts.append(Point(f"{t}-g{fmt(w)}", format_arg(**base, **_setting(t, a.num, a.offset, guidance=w))))
+    elif a.kind == "defaults":
+        for t in TASKS:
+            seen = set()
+            grid = dict(STUDY_GRID)
+            if t != "text":
+                grid["guidance"] = GUIDANCE if t in ("t2i", "t2s") else (0.0, 2.0)
+            for field, values in grid.items():
+                for v in values:
+                    s = _setting(t, a.num, a.offset, **{field: v})
+                    name = _name(t, s)
+                    if name not in seen:
+                        seen.add(name)
+                        pts.append(Point(name, format_arg(**base, **s)))
+    else:
+        raise SweepError(f"experiments/sampling.py showcase_sweep: unknown kind {a.kind!r}; "
+                         "choose from score, guidance, defaults")
+    return Sweep(f"showcase-{a.kind}", pts, entrypoint=ENTRYPOINT,
+                 description=f"showcase sampling runs ({a.kind})")

@@ -291,7 +291,10 @@ def write_report(out: str, info: dict[str, Any], fits: dict[str, Any], heldout: 
     for task, r in samples.items():
         sm = r["sampler"]
         desc = f"{sm['method']}, {sm['steps']} steps, T={sm['temperature']}, w={sm['guidance']}"
-        met = ", ".join(f"{k} {v:.3g}" for k, v in r["metrics"].items())
+        m = r["metrics"]
+        met = ", ".join(f"{k} {v:.3g}" + (f" [{m[k + '_lo']:.3g}, {m[k + '_hi']:.3g}]"
+                                           if k + "_lo" in m else "")
+                        for k, v in m.items() if not k.endswith(("_lo", "_hi")))
         L.append(f"| {task} | {desc} | {met} |")
     L += ["", "![T2I samples](t2i_samples.png)", "",
           "Outputs with their prompts and settings: `samples/<task>/` (PNG, WAV, text). Models "

@@ -61,6 +61,7 @@ from mdm import run_contract as rc
 from mdm.cli_flags import EXIT_BAD_DATA, EXIT_BAD_INPUT, fail, run
 
 IMAGE_ATTRIBUTES = ("digit", "shape", "colour", "position", "size")
+ITEMS_FILE = "items.json"   # per-prompt scores next to the samples (samples/<task>/)
 
 
 class SampleError(ValueError):
@@ -203,13 +204,33 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def task_metrics(task: str, metrics: dict[str, Any]) -> dict[str, float]:
-    """mdm.generation_eval metrics -> the numbers kept in summary.json (counts dropped; for t2i the mean
-    attribute accuracy added)."""
-    out = {k: float(v) for k, v in metrics.items() if not k.startswith("num_")}
+def task_metrics(task: str, score: Any) -> dict[str, float]:
+    """An mdm.generation_eval TaskScore (or its flat metrics dict) -> the numbers kept in
+    summary.json: each metric with its 95% interval as `<metric>_lo` / `<metric>_hi`, the
+    number of prompts scored as `num_prompts`, and for t2i the mean attribute accuracy (the
+    mean of the attribute accuracies present; its interval is the bootstrap over prompts)."""
+    import numpy as np
+
+    from mdm.gen_metrics import bootstrap_interval
+    flat = score.flat() if hasattr(score, "flat") else score
+    out = {k: float(v) for k, v in flat.items() if not k.startswith("num_")}
+    items = getattr(score, "items", {})
+    if items:
+        out["num_prompts"] = float(max(len(v) for v in items.values()))
     if task == "t2i":
-        present = [out[a] for a in IMAGE_ATTRIBUTES if a in out]
-        out["attribute_accuracy"] = float(sum(present) / len(present)) if present else float("nan")
+        attrs = [a for a in IMAGE_ATTRIBUTES if a in out]
+        out["attribute_accuracy"] = (float(sum(out[a] for a in attrs) / len(attrs)) if attrs
+                                     else float("nan"))
+        if attrs and items:
+            rows = list(zip(*(items[a] for a in attrs)))
+
+            def stat(rs: list) -> float:     # mean over attributes of their accuracies
+                a = np.asarray(rs, np.float64)
+                n = np.isfinite(a).sum(axis=0)
+                acc = np.nansum(a, axis=0)[n > 0] / n[n > 0]
+                return float(acc.mean()) if len(acc) else float("nan")
+            lo, hi = bootstrap_interval(rows, stat, n_boot=500)
+            out["attribute_accuracy_lo"], out["attribute_accuracy_hi"] = lo, hi
     return out
 
 
@@ -219,7 +240,7 @@ def run_sampling(cfg: Any, workdir: str, progress: bool = False) -> dict[str, An
     Raises ConfigError / SampleError before anything is written when the config or the
     checkpoint is unusable.
     """
-    from mdm.generation_eval import evaluate_task
+    from mdm.generation_eval import score_task
     from mdm.generation_tasks import validate
     from mdm.run_logger import code_version
 
@@ -284,14 +305,18 @@ def run_sampling(cfg: Any, workdir: str, progress: bool = False) -> dict[str, An
         for t, scfg in samplers.items():
             gen.reset_timers()
             t0 = time.perf_counter()
-            metrics, outputs, prompts = evaluate_task(gen, demo, t, scfg,
-                                                      num=int(s.num_samples), seed=int(s.seed))
-            m = task_metrics(t, metrics)
+            score = score_task(gen, demo, t, scfg, num=int(s.num_samples), seed=int(s.seed),
+                               lengths=str(s.get("lengths", "oracle")),
+                               offset=int(s.get("offset", 0)))
+            outputs, prompts = score.outputs, score.prompts
+            m = task_metrics(t, score)
             m["seconds_per_sample"] = gen.sample_s / max(gen.rows, 1)
             m["tokens_per_second"] = gen.tokens / gen.sample_s if gen.sample_s > 0 else float("nan")
             m["compile_s"] = gen.compile_s
+            out_dir = os.path.join(workdir, rc.SAMPLES_DIR, t)
             gen.save(t, outputs, prompts or ["(unconditional)"] * len(outputs), scfg, int(s.seed),
-                     m, out_dir=os.path.join(workdir, rc.SAMPLES_DIR, t))
+                     m, out_dir=out_dir)
+            rc.write_json_atomic(os.path.join(out_dir, ITEMS_FILE), score.items)
             sampling[t] = m
             for k, v in (("s", gen.sample_s), ("rows", gen.rows), ("tokens", gen.tokens),
                          ("compile", gen.compile_s)):

@@ -127,3 +127,121 @@ def text_statistics(generated: Iterable[Sequence[int]], held_out: Iterable[Seque
     reps = [1 - len(set(zip(s, s[1:]))) / max(len(s) - 1, 1) for s in gen if len(s) > 1]
     return {"unigram_js": _js(uni(gen), uni(ref)), "bigram_js": _js(bi(gen), bi(ref)),
             "repetition_rate": float(np.mean(reps)) if reps else 0.0}
+
+
+# --- 95% intervals over prompts ------------------------------------------------------------------
+Z95 = 1.959963984540054        # the standard normal's 97.5% quantile
+
+
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion p = k / n:
+        (p + z^2/2n -/+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n);
+    unlike the normal interval it stays inside [0, 1] and is not empty at p = 0 or 1."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    # the interval always holds p (at p = 0 or 1 rounding would put p a hair outside)
+    return (min(p, max(0.0, mid - half)), max(p, min(1.0, mid + half)))
+
+
+def bootstrap_interval(items: Sequence, statistic, n_boot: int = 1000, seed: int = 0,
+                       level: float = 0.95, basic: bool = False) -> tuple[float, float]:
+    """Bootstrap interval of `statistic(items)`: the items (one per prompt) are resampled with
+    replacement `n_boot` times with a fixed seed, so the interval is reproducible; NaN when
+    fewer than 2 items. Percentile interval (q_lo, q_hi) of the resampled statistics, or with
+    `basic` the basic (reverse-percentile) interval (2 s - q_hi, 2 s - q_lo), s = the statistic
+    on the items: for a plug-in statistic that resampling itself biases (a divergence between
+    token distributions rises when samples repeat), the basic interval cancels that shift."""
+    n = len(items)
+    if n < 2:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    stats = np.asarray([statistic([items[i] for i in rng.integers(0, n, n)])
+                        for _ in range(n_boot)], np.float64)
+    stats = stats[np.isfinite(stats)]
+    if len(stats) == 0:
+        return (math.nan, math.nan)
+    a = (1 - level) / 2
+    q_lo, q_hi = float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
+    if basic:
+        s = float(statistic(list(items)))
+        return (2 * s - q_hi, 2 * s - q_lo)
+    return (q_lo, q_hi)
+
+
+def mean_interval(values: Sequence[float], binary: bool = False, seed: int = 0
+                  ) -> tuple[float, float]:
+    """95% interval of the mean of per-prompt values (NaN entries are not applicable and
+    dropped): Wilson when the values are 0/1 outcomes, else the percentile bootstrap of the
+    mean (vectorised: the mean's bootstrap needs no Python loop)."""
+    x = np.asarray(values, np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return (math.nan, math.nan)
+    if binary:
+        return wilson_interval(float(x.sum()), len(x))
+    if len(x) < 2:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), (2000, len(x)))].mean(axis=1)
+    return (float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975)))
+
+
+def _js_rows(counts: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """JS divergence (nats) between each row of `counts` [R, K] (normalised) and q [K], where
+    q may put mass outside the K keys (1 - q.sum(): those keys have no count in any row)."""
+    p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tp = np.where(p > 0, p * np.log(p / m), 0.0)
+        tq = np.where(q > 0, q * np.log(q / m), 0.0)
+    outside = max(0.0, 1.0 - float(q.sum()))        # keys only q has: q log(q / (q/2))
+    return (tp.sum(axis=1) + tq.sum(axis=1) + outside * math.log(2.0)) / 2
+
+
+def text_statistics_interval(generated: Sequence[Sequence[int]],
+                             held_out: Iterable[Sequence[int]], n_boot: int = 1000,
+                             seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Basic bootstrap intervals (bootstrap_interval(..., basic=True), the same resamples) of
+    text_statistics' unigram_js, bigram_js and repetition_rate over the generated samples,
+    vectorised: each sample's unigram and bigram counts are one row of a matrix, a resample is
+    a row of multiplicities, and the JS divergence of every resample is one matrix product."""
+    gen = [list(g) for g in generated]
+    n = len(gen)
+    if n < 2:
+        return {k: (math.nan, math.nan) for k in ("unigram_js", "bigram_js", "repetition_rate")}
+    ref = [list(r) for r in held_out]
+    point = text_statistics(gen, ref)
+    rng = np.random.default_rng(seed)
+    mult = np.zeros((n_boot, n))
+    for b in range(n_boot):                         # the draws bootstrap_interval makes
+        np.add.at(mult[b], rng.integers(0, n, n), 1.0)
+    out = {}
+    for key, grams in (("unigram_js", lambda s: s), ("bigram_js", lambda s: list(zip(s, s[1:])))):
+        index: dict = {}
+        rows = []
+        for s in gen:
+            c = collections.Counter(grams(s))
+            rows.append({index.setdefault(k, len(index)): v for k, v in c.items()})
+        counts = np.zeros((n, len(index)))
+        for i, r in enumerate(rows):
+            counts[i, list(r)] = list(r.values())
+        refc = collections.Counter(g for s in ref for g in grams(s))
+        total = sum(refc.values()) or 1
+        q = np.zeros(len(index))
+        for k, i in index.items():
+            q[i] = refc.get(k, 0) / total
+        stats = _js_rows(mult @ counts, q)
+        out[key] = stats
+    reps = np.asarray([1 - len(set(zip(s, s[1:]))) / max(len(s) - 1, 1) if len(s) > 1 else np.nan
+                       for s in gen])
+    ok = np.isfinite(reps)
+    out["repetition_rate"] = (mult[:, ok] @ reps[ok]) / np.maximum(mult[:, ok].sum(axis=1), 1)
+    res = {}
+    for k, stats in out.items():
+        q_lo, q_hi = np.quantile(stats, 0.025), np.quantile(stats, 0.975)
+        res[k] = (float(2 * point[k] - q_hi), float(2 * point[k] - q_lo))
+    return res

@@ -99,6 +99,8 @@ def validate_sampling(cfg: Any) -> dict[str, SamplerConfig]:
     s = cfg.sampling
     _check(s.num_samples >= 1, "num_samples", "must be >= 1")
     _check(s.batch_size >= 1, "batch_size", "must be >= 1")
+    _check(str(s.get("lengths", "oracle")) in ("oracle", "prior"), "lengths",
+           f"must be 'oracle' or 'prior', got {s.get('lengths')!r}")
     sections = {m: sampler_config(s[m], m) for m in MODALITIES}
     return {t: sections[TASK_MODALITY[t]] for t in study_tasks(cfg)}
 

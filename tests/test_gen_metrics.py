@@ -52,3 +52,42 @@ def test_mcd_separates_words_on_real_demo_speech(tiny_demo):
     assert sum(s < d for s, d in zip(same, diff)) >= 8
     noise = np.random.default_rng(0).normal(0, 0.1, sr)
     assert mcd_dtw(noise, waves[0], sr) > np.mean(same)
+
+
+# --- 95% intervals over prompts -------------------------------------------------------------------
+@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (47, 100), (1, 200)])
+def test_wilson_interval_matches_scipy(k, n):
+    from scipy.stats import binomtest
+
+    from mdm.gen_metrics import wilson_interval
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(ci.low, abs=1e-9) and hi == pytest.approx(ci.high, abs=1e-9)
+    assert lo <= k / n <= hi
+
+
+def test_mean_interval_covers_like_the_normal_interval_for_a_large_sample():
+    """The bootstrap of a mean of 2000 values ~ the normal interval mean +- 1.96 s / sqrt(n)."""
+    from mdm.gen_metrics import mean_interval
+    x = np.random.default_rng(0).exponential(size=2000)
+    lo, hi = mean_interval(x)
+    half = 1.959964 * x.std(ddof=1) / np.sqrt(len(x))
+    assert lo == pytest.approx(x.mean() - half, abs=0.2 * half)
+    assert hi == pytest.approx(x.mean() + half, abs=0.2 * half)
+    # NaN entries are "not applicable" and dropped; 0/1 values take the Wilson interval
+    assert mean_interval([1, 0, np.nan, 1], binary=True) == pytest.approx(
+        __import__("mdm.gen_metrics", fromlist=["x"]).wilson_interval(2, 3))
+
+
+def test_vectorised_text_intervals_equal_the_plain_bootstrap():
+    """text_statistics_interval (one matrix product per resample set) = bootstrap_interval of
+    text_statistics itself, resample for resample."""
+    from mdm.gen_metrics import bootstrap_interval, text_statistics, text_statistics_interval
+    rng = np.random.default_rng(1)
+    gen = [list(rng.integers(0, 50, rng.integers(2, 30))) for _ in range(40)]
+    ref = [list(rng.integers(0, 60, 40)) for _ in range(30)]
+    fast = text_statistics_interval(gen, ref, n_boot=150, seed=3)
+    for k in ("unigram_js", "bigram_js", "repetition_rate"):
+        slow = bootstrap_interval(gen, lambda s, k=k: text_statistics(s, ref)[k], n_boot=150,
+                                  seed=3, basic=True)
+        assert fast[k] == pytest.approx(slow, abs=1e-9), k

@@ -208,31 +208,45 @@ class ImageChecker:
     def read_shapes(self, images: np.ndarray) -> list[dict[str, str] | None]:
         return [read_shape(im) for im in np.asarray(images)]
 
-    def check(self, images: np.ndarray, targets: Sequence[dict[str, Any]]) -> dict[str, float]:
-        """Accuracy of reading `targets` (caption attribute dicts with "source" "digit" or
-        "shape") back from `images`: per attribute, plus "shape_all" (all four right)."""
+    def item_hits(self, images: np.ndarray, targets: Sequence[dict[str, Any]]
+                  ) -> dict[str, np.ndarray]:
+        """Per image, whether each attribute of its target was read back: {"digit", "shape",
+        "colour", "position", "size", "shape_all": float [N]}, 1.0 right, 0.0 wrong, NaN where
+        the attribute does not apply (digits have no colour; shapes no digit class). Only the
+        attributes of the families present are returned."""
         images = np.asarray(images)
         if len(images) != len(targets):
             raise ValueError(f"{len(images)} images but {len(targets)} targets")
-        out: dict[str, float] = {}
+        n = len(targets)
+        out: dict[str, np.ndarray] = {}
         d_idx = [i for i, t in enumerate(targets) if t["source"] == "digit"]
         s_idx = [i for i, t in enumerate(targets) if t["source"] == "shape"]
         if d_idx:
             pred = self.read_digits(images[d_idx])
             want = np.asarray([targets[i]["label"] for i in d_idx])
-            out["digit"] = float(np.mean(pred == want))
-            out["num_digits"] = len(d_idx)
+            out["digit"] = np.full(n, np.nan)
+            out["digit"][d_idx] = (pred == want).astype(np.float64)
         if s_idx:
             reads = self.read_shapes(images[s_idx])
-            hits = {a: [] for a in SHAPE_ATTRIBUTES}
+            for a in (*SHAPE_ATTRIBUTES, "shape_all"):
+                out[a] = np.full(n, np.nan)
             for r, i in zip(reads, s_idx):
-                for a in SHAPE_ATTRIBUTES:
-                    hits[a].append(r is not None and r[a] == targets[i][a])
-            for a in SHAPE_ATTRIBUTES:
-                out[a] = float(np.mean(hits[a]))
-            out["shape_all"] = float(np.mean(np.all([hits[a] for a in SHAPE_ATTRIBUTES],
-                                                    axis=0)))
-            out["num_shapes"] = len(s_idx)
+                ok = [r is not None and r[a] == targets[i][a] for a in SHAPE_ATTRIBUTES]
+                for a, hit in zip(SHAPE_ATTRIBUTES, ok):
+                    out[a][i] = float(hit)
+                out["shape_all"][i] = float(all(ok))
+        return out
+
+    def check(self, images: np.ndarray, targets: Sequence[dict[str, Any]]) -> dict[str, float]:
+        """Accuracy of reading `targets` (caption attribute dicts with "source" "digit" or
+        "shape") back from `images`: per attribute, plus "shape_all" (all four right), and the
+        counts num_digits / num_shapes."""
+        hits = self.item_hits(images, targets)
+        out: dict[str, float] = {a: float(np.nanmean(v)) for a, v in hits.items()}
+        if "digit" in hits:
+            out["num_digits"] = int(np.isfinite(hits["digit"]).sum())
+        if "shape" in hits:
+            out["num_shapes"] = int(np.isfinite(hits["shape"]).sum())
         return out
 
     def describe_digit(self, label: int) -> str:
