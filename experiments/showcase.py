@@ -33,7 +33,7 @@ from experiments.sweep import Point, Sweep, fmt, format_arg, parse_arg
 STUDY = "showcase"      # config.study (mdm.run_contract.STUDIES)
 MIXES = {"showcase": (0.2, 0.5, 0.3)}
 SEQ_LEN = demo.SEQ_LEN
-ARGS = dict(size="s4", tokens=2e7, mix="showcase", batch=32, lr=0.0, source="synthetic", path="")
+ARGS = dict(size="s4", tokens=1.4e7, mix="showcase", batch=32, lr=0.0, source="synthetic", path="")
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
@@ -55,7 +55,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     return c
 
 
-KINDS = {"showcase": dict(size="s4", tokens=2e7), "smoke": dict(size="w16", tokens=16 * 2048)}
+KINDS = {"showcase": dict(size="s4", tokens=1.4e7), "smoke": dict(size="w16", tokens=16 * 2048)}
 SWEEP_ARGS = dict(kind="showcase", size="", tokens=0.0, mix="showcase", batch=32,
                   source="synthetic", path="")
 

@@ -9,7 +9,7 @@ and scored on held-out prompts with 95% intervals.
        against tokens (learning_curves.png)
     4. scores: every task (text, t2i, i2t, t2s, s2t) at the sampling defaults
        (mdm.generation_tasks.DEFAULTS) on `--prompts` held-out prompts (t2i: that many of digits
-       and of shapes), on the final checkpoint and on three earlier ones (score versus tokens);
+       and of shapes), on the final checkpoint and on two earlier ones (1/3, 2/3; score versus tokens);
        captioning and ASR with the reference's length (oracle) and with the training split's
        most common length (no oracle); text against a unigram baseline and real held-out text
     5. guidance: t2i and t2s at classifier-free guidance weights 0..4 (guidance.png)
@@ -74,7 +74,7 @@ def checkpoint_steps(run_dir: str) -> list[int]:
     return _checkpoint_steps(run_dir)
 
 
-def earlier_steps(steps: list[int], fractions: tuple[float, ...] = (0.25, 0.5, 0.75)) -> list[int]:
+def earlier_steps(steps: list[int], fractions: tuple[float, ...] = (1 / 3, 2 / 3)) -> list[int]:
     """The kept checkpoints nearest to `fractions` of the last one (distinct, before it)."""
     if len(steps) < 2:
         return []
