@@ -101,6 +101,9 @@ def task_frame(runs: pd.DataFrame, task: str) -> pd.DataFrame:
     sec = f"summary.sampling.{key}.seconds_per_sample"
     out = df[cols].copy()
     out[col] = value
+    for b in ("lo", "hi"):     # the run's 95% interval over prompts (mdm.eval_samples), if kept
+        c = f"{col}_{b}"
+        out[b] = pd.to_numeric(df[c], errors="coerce") if c in df.columns else np.nan
     out["seconds_per_sample"] = (pd.to_numeric(df[sec], errors="coerce") if sec in df.columns
                                  else np.nan)
     out["run_id"] = df["run_id"] if "run_id" in df.columns else [str(i) for i in df.index]
@@ -116,6 +119,7 @@ def _ranked_settings(f: pd.DataFrame, task: str) -> pd.DataFrame:
     higher = TASK_METRICS[task][2]
     g = f.groupby(cols, dropna=False, sort=True).agg(
         value=(col, "mean"), n=(col, "size"), seconds_per_sample=("seconds_per_sample", "mean"),
+        lo=("lo", "mean"), hi=("hi", "mean"),
         run_ids=("run_id", lambda s: ",".join(map(str, s)))).reset_index()
     sec = TASK_METRICS[task][3]
     g["_key"] = -g["value"] if higher else g["value"]
@@ -162,7 +166,14 @@ def task_table(runs: pd.DataFrame, task: str) -> pd.DataFrame:
     t = t.merge(secs.reset_index(), on=by, how="left")
     order = _ranked_settings(f, task)
     order["_order"] = np.arange(len(order))
-    t = t.merge(order[by + ["_order"]].drop_duplicates(by), on=by, how="left")
+    order["ci_lo"], order["ci_hi"] = order["lo"], order["hi"]
+    best = order.iloc[0]
+    # beyond noise: the setting's 95% interval over prompts and the best's do not overlap
+    # (conservative: a paired comparison on the same prompts would separate more settings)
+    order["beyond_noise"] = [bool(np.isfinite([r.lo, r.hi, best.lo, best.hi]).all()
+                                  and (r.hi < best.lo or r.lo > best.hi)) for r in order.itertuples()]
+    keep = by + ["_order", "ci_lo", "ci_hi", "beyond_noise"]
+    t = t.merge(order[keep].drop_duplicates(by), on=by, how="left")
     return t.sort_values("_order").drop(columns="_order").reset_index(drop=True)
 
 
@@ -181,6 +192,8 @@ def study(runs: pd.DataFrame) -> dict[str, Any]:
         decided[task] = {
             "metric": f"{key}.{metric}", "higher_is_better": higher, "section": sec,
             "value": float(best["value"]), "n_runs": int(best["n"]),
+            "interval": [_num(best["lo"]), _num(best["hi"])],
+            "beyond_noise": int(tables_count_beyond(ranked)),
             "seconds_per_sample": _num(best["seconds_per_sample"]),
             "runner_up": float(ranked.iloc[1]["value"]) if len(ranked) > 1 else None,
             "worst": float(ranked.iloc[-1]["value"]), "n_settings": int(len(ranked)),
@@ -189,6 +202,14 @@ def study(runs: pd.DataFrame) -> dict[str, Any]:
         }
         tables[task] = task_table(runs, task)
     return {"defaults": defaults, "decided_by": decided, "tables": tables}
+
+
+def tables_count_beyond(ranked: pd.DataFrame) -> int:
+    """How many settings' 95% intervals lie wholly apart from the best's."""
+    best = ranked.iloc[0]
+    ok = np.isfinite(ranked[["lo", "hi"]].to_numpy(float)).all(axis=1) & np.isfinite(
+        [best["lo"], best["hi"]]).all()
+    return int((ok & ((ranked["hi"] < best["lo"]) | (ranked["lo"] > best["hi"]))).sum())
 
 
 def _num(x: Any) -> float | None:
@@ -234,12 +255,18 @@ def markdown(result: dict[str, Any], runs: pd.DataFrame) -> str:
         names = [c.rsplit(".", 1)[-1] for c in by]
         lines += ["", f"### {task}: {b['metric']} ({'higher' if b['higher_is_better'] else 'lower'}"
                   " is better)", "",
-                  "| " + " | ".join(names + ["mean", "se", "n", "delta to best", "rank",
+                  "| " + " | ".join(names + ["mean", "95% CI (prompts)", "se (runs)", "n",
+                                             "delta to best", "vs best", "rank",
                                              "s / sample"]) + " |",
-                  "|" + "---|" * (len(names) + 6)]
-        for _, r in t.iterrows():
-            cells = [_fmt(r[c]) for c in by] + [_fmt(r["mean"]), _fmt(r["se"]), str(int(r["n"])),
-                                                _fmt(r["delta_to_best"]), str(int(r["rank"])),
+                  "|" + "---|" * (len(names) + 8)]
+        for i, (_, r) in enumerate(t.iterrows()):
+            ci = (f"[{_fmt(r['ci_lo'], 3)}, {_fmt(r['ci_hi'], 3)}]"
+                  if "ci_lo" in r and math.isfinite(r["ci_lo"]) else "")
+            vs = "best" if i == 0 else ("**beyond noise**" if r.get("beyond_noise") else
+                                        "within noise")
+            cells = [_fmt(r[c]) for c in by] + [_fmt(r["mean"]), ci, _fmt(r["se"]),
+                                                str(int(r["n"])), _fmt(r["delta_to_best"]), vs,
+                                                str(int(r["rank"])),
                                                 _fmt(r["seconds_per_sample"], 3)]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -274,6 +301,41 @@ def write_outputs(result: dict[str, Any], runs: pd.DataFrame, out: str, meta: di
     return paths
 
 
+MODULE_TASKS = ("t2i", "t2s", "i2t", "s2t", "text")
+
+
+def module_source(result: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The text of mdm/sampling_defaults.py holding this study's choice for every task, with
+    its provenance (checkpoint, prompts, runs) in the docstring. StudyError when the study did
+    not decide every task (the module must define them all)."""
+    missing = [t for t in MODULE_TASKS if t not in result["defaults"]]
+    if missing:
+        raise StudyError(f"the study decided no default for {missing}; the module needs all of "
+                         f"{MODULE_TASKS}")
+    lines = ['"""The per-task sampler defaults (mdm.generation_tasks.DEFAULTS): what `make demo`,',
+             '`make showcase` and the Python API sample with.', '',
+             'Written by the sampling-defaults study (`make sampling-defaults`: launch/showcase.py'
+             ' --study,', 'decided by `python -m analysis.sampling_defaults ... --write-module`),'
+             ' which writes this file', 'next to its tables; copy it here to adopt a new'
+             ' study\'s choice.', '',
+             f"Provenance: checkpoint {meta.get('checkpoint', '?')},",
+             f"{meta.get('num_samples', '?')} held-out prompts per task and setting, "
+             f"{meta.get('n_runs', '?')} runs (sweeps {', '.join(meta.get('sweeps', []))}).",
+             "Each task's choice and its 95% interval over prompts:"]
+    for t in MODULE_TASKS:
+        b = result["decided_by"][t]
+        lo, hi = b.get("interval") or [None, None]
+        ci = f" [{lo:.4g}, {hi:.4g}]" if lo is not None and hi is not None else ""
+        lines.append(f"    {t:<5} {b['metric']} = {b['value']:.4g}{ci}; "
+                     f"{b.get('beyond_noise', 0)} of {b['n_settings']} settings worse beyond noise")
+    lines += ['"""', "from mdm.samplers import SamplerConfig", "",
+              "DEFAULTS: dict[str, SamplerConfig] = {"]
+    for t in MODULE_TASKS:
+        lines.append(f'    "{t}": {_python(result["defaults"][t])},')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.sampling_defaults",
                                  description="choose sampler defaults from a sampling study")
@@ -285,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
                          "sweeps sampled several)")
     ap.add_argument("--out", default=None,
                     help="output directory (default: RUNS_ROOT/sampling_defaults)")
+    ap.add_argument("--write-module", action="store_true",
+                    help="also write sampling_defaults.py (the text of mdm/sampling_defaults.py "
+                         "for this choice) to the output directory")
     a = ap.parse_args(argv)
     import warnings
 
@@ -320,6 +385,14 @@ def main(argv: list[str] | None = None) -> int:
             "num_samples": sorted({int(v) for v in runs.get("config.sampling.num_samples",
                                                             pd.Series([], dtype=float)).dropna()})}
     paths = write_outputs(result, runs, out, meta)
+    if a.write_module:
+        try:
+            src = module_source(result, meta)
+        except StudyError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        with open(os.path.join(out, "sampling_defaults.py"), "w") as f:
+            f.write(src)
     print(open(paths["md"]).read())
     print(f"wrote {paths['json']}, {paths['md']}, {paths['csv']}")
     return 0

@@ -8,7 +8,7 @@ and scored on held-out prompts with 95% intervals.
     3. the learning curves: held-out bits per token per modality, and the training loss,
        against tokens (learning_curves.png)
     4. scores: every task (text, t2i, i2t, t2s, s2t) at the sampling defaults
-       (mdm.generation_tasks.DEFAULTS) on `--prompts` held-out prompts (t2i: that many of digits
+       (mdm/sampling_defaults.py) on `--prompts` held-out prompts (t2i: that many of digits
        and of shapes), on the final checkpoint and on two earlier ones (1/3, 2/3; score versus tokens);
        captioning and ASR with the reference's length (oracle) and with the training split's
        most common length (no oracle); text against a unigram baseline and real held-out text
@@ -22,8 +22,9 @@ and scored on held-out prompts with 95% intervals.
 sampling.py showcase_sweep `defaults`: one factor at a time around each task's default, on
 prompts disjoint from the report's), decides the defaults with analysis.sampling_defaults
 (intervals; settings that differ from the best beyond noise marked) and writes them to
-<out>/showcase_report/sampling_defaults/ (defaults.json, sampling_table.md) for
-mdm/generation_tasks.py's DEFAULTS and the README table.
+<out>/showcase_report/sampling_defaults/ (defaults.json, sampling_table.md, and
+sampling_defaults.py: the text of mdm/sampling_defaults.py for this choice) for the README table
+and mdm/sampling_defaults.py.
 
 Sampling runs are mdm.eval_samples run directories (<out>/showcase-score/<task>-final/, ...),
 made in this process (one JAX start for all of them) by the same function the entry point
@@ -58,15 +59,57 @@ def _say(msg: str) -> None:
 
 # --- training --------------------------------------------------------------------------------------
 def train(runs_root: str, shards: str, manifest: dict[str, Any], sweep_arg: str) -> str:
-    """Run experiments/showcase.py's sweep (one run) with the local executor; its run dir."""
+    """Run experiments/showcase.py's sweep (one run) with the local executor, with a progress
+    bar over its training tokens (read from the run's metrics.jsonl); its run dir."""
+    import threading
+
     from launch.api import run_sweep
+    from launch.expand import plan
     ts = manifest["token_space"]
     sets = {f"token_space.{k}": str(ts[k]) for k in ("text_vocab", "image_vocab", "audio_vocab")}
     expr = f"experiments/showcase.py:{sweep_arg},source=shards,path={os.path.abspath(shards)}"
-    res = run_sweep(expr, runs_root, sets, executor="local", parallel=1)
+    _, specs = plan(expr, runs_root, sets, None, None)
+    from experiments.showcase import get_config
+    total = float(get_config(specs[0].arg).train.total_tokens)
+    done = threading.Event()
+    watcher = threading.Thread(target=_token_bar, args=(specs[0].run_dir, total, done),
+                               daemon=True)
+    watcher.start()
+    try:
+        res = run_sweep(expr, runs_root, sets, executor="local", parallel=1)
+    finally:
+        done.set()
+        watcher.join(timeout=5)
     if res.failed:
         raise RuntimeError(f"the showcase run failed; see {runs_root}/{res.name}/.launch/logs")
     return res.specs[0].run_dir
+
+
+def _token_bar(run_dir: str, total: float, done: Any) -> None:
+    """tqdm over the run's training tokens, polled from the last line of its metrics.jsonl."""
+    from tqdm import tqdm
+    path = os.path.join(run_dir, "metrics.jsonl")
+    with tqdm(total=int(total), desc="training", unit="tok", unit_scale=True, file=sys.stdout,
+              mininterval=2.0) as bar:
+        while True:
+            last = _last_record(path)
+            if last:
+                bar.n = int(last.get("tokens") or 0)
+                bar.set_postfix(loss=f"{last.get('loss', float('nan')):.3f}", refresh=False)
+                bar.refresh()
+            if done.wait(2.0):
+                return
+
+
+def _last_record(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
 
 
 def checkpoint_steps(run_dir: str) -> list[int]:
@@ -561,9 +604,12 @@ def sampling_study(a: Any, run_dir: str, out: str) -> int:
     _say(f"sampling-defaults study: {len(sweep.points)} settings x {a.prompts} prompts")
     run_sampling_sweep(sweep, a.out, "sampling study")
     from analysis import sampling_defaults as SD
-    code = SD.main([a.out, "--sweep", f"^{sweep.name}$", "--out",
-                    os.path.join(out, "sampling_defaults")])
-    print(os.path.join(out, "sampling_defaults", "sampling_table.md"))
+    dest = os.path.join(out, "sampling_defaults")
+    code = SD.main([a.out, "--sweep", f"^{sweep.name}$", "--out", dest, "--write-module"])
+    if code == 0:
+        _say(f"the study's choice: {dest}/sampling_defaults.py; adopt it with "
+             f"`cp {dest}/sampling_defaults.py mdm/sampling_defaults.py`")
+    print(os.path.join(dest, "sampling_table.md"))
     return code
 
 

@@ -4,12 +4,8 @@ Tasks (`mdm.run_contract.GENERATION_TASKS`): text (unconditional), and the token
 tokens lower-cased: t2i, i2t (captioning), t2s, s2t (ASR). Each task samples with the settings
 of its media's section (`TASK_MODALITY`: text -> text, t2i / i2t -> image, t2s / s2t -> audio).
 
-`DEFAULTS` are the per-task sampler settings that `make demo` and the Python API start from.
-They were chosen by the sampling-defaults study (experiments/sampling.py through the launcher,
-then `python -m analysis.sampling_defaults RUNS_ROOT`) on the best demo checkpoint, 8 held-out
-items per task; the table is in the README. On that CPU-sized checkpoint the metrics are near
-chance and, for every task but text, the differences between settings are within about two
-seed standard deviations: rerun the study on your own checkpoint to re-derive them.
+`DEFAULTS` (one home: mdm/sampling_defaults.py, written by the sampling-defaults study) are
+the per-task sampler settings that `make demo`, `make showcase` and the Python API start from.
 
 A study config's `sampling` section (experiments/sampling.py) is checked by `validate`, which
 maps each modality section to a SamplerConfig:
@@ -21,7 +17,11 @@ from typing import Any
 
 from mdm.config_validation import ConfigError, check_study
 from mdm.run_contract import GENERATION_TASKS, MODALITIES, TASK_MODALITY
+from mdm.sampling_defaults import DEFAULTS
 from mdm.samplers import SamplerConfig
+
+__all__ = ["DEFAULTS", "TASKS", "SamplerConfig", "sampler_config", "study_tasks", "task_name",
+           "validate", "validate_sampling"]
 
 TASKS = GENERATION_TASKS
 SAMPLERS: tuple[str, ...] = ("ancestral", "confidence", "margin")   # what the study sweeps
@@ -29,18 +29,6 @@ UNMASK: tuple[str, ...] = ("linear", "cosine")
 SECTION_FIELDS: tuple[str, ...] = ("steps", "temperature", "guidance", "sampler", "top_p",
                                    "unmask_schedule")
 
-DEFAULTS: dict[str, SamplerConfig] = {
-    "t2i": SamplerConfig(method="confidence", steps=32, temperature=1.0, guidance=2.0,
-                         schedule="linear"),
-    "t2s": SamplerConfig(method="ancestral", steps=32, temperature=1.0, guidance=2.0,
-                         schedule="linear"),
-    "i2t": SamplerConfig(method="ancestral", steps=16, temperature=1.0, guidance=0.0,
-                         schedule="linear"),
-    "s2t": SamplerConfig(method="ancestral", steps=64, temperature=1.0, guidance=2.0,
-                         schedule="linear"),
-    "text": SamplerConfig(method="confidence", steps=64, temperature=1.0, guidance=0.0,
-                          schedule="linear"),
-}
 # Names used before the task vocabulary was unified (accepted with a deprecation note).
 OLD_NAMES: dict[str, str] = {"caption": "i2t", "asr": "s2t"}
 

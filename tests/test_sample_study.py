@@ -306,3 +306,38 @@ def test_two_point_study_through_the_launcher(tiny_demo_run, tmp_path, capsys):
     assert written["decided_by"]["t2i"]["value"] == pytest.approx(acc.max())
     assert "### t2i: t2i.attribute_accuracy (higher is better)" in \
         open(os.path.join(out, "sampling_table.md")).read()
+
+
+def test_intervals_mark_settings_beyond_noise_and_the_module_text_is_the_choice():
+    """With per-prompt intervals (summary.sampling.<task>.<metric>_lo/_hi) a setting is marked
+    'beyond noise' only when its interval and the best's are disjoint; module_source writes the
+    chosen SamplerConfigs (parsed here, never run)."""
+    import ast
+
+    from analysis.sampling_defaults import module_source, study
+    rows = []
+    for task, sec, metric, vals in (
+            ("t2i", "image", "attribute_accuracy", [(0.8, 0.7, 0.9), (0.75, 0.65, 0.85),
+                                                    (0.3, 0.2, 0.4)]),
+            ("i2t", "image", "cer", [(0.2, 0.1, 0.3), (0.9, 0.8, 1.0)]),
+            ("t2s", "audio", "mcd_db", [(10.0, 9.0, 11.0), (10.5, 9.5, 11.5)]),
+            ("s2t", "audio", "cer", [(0.3, 0.2, 0.4), (0.35, 0.25, 0.45)]),
+            ("text", "text", "bigram_js", [(0.3, 0.28, 0.32), (0.5, 0.48, 0.52)])):
+        for i, (v, lo, hi) in enumerate(vals):
+            rows.append(_row(sec, {f"{task}.{metric}": v, f"{task}.{metric}_lo": lo,
+                                   f"{task}.{metric}_hi": hi}, steps=16 * (i + 1)))
+    res = study(pd.DataFrame(rows))
+    t = res["tables"]["t2i"]
+    assert list(t["beyond_noise"]) == [False, False, True]      # 0.75 overlaps, 0.3 does not
+    assert res["decided_by"]["t2i"]["interval"] == [0.7, 0.9]
+    assert res["decided_by"]["t2i"]["beyond_noise"] == 1
+    assert res["decided_by"]["t2s"]["beyond_noise"] == 0
+    src = module_source(res, {"checkpoint": "/ck", "num_samples": [100], "n_runs": len(rows)})
+    tree = ast.parse(src)
+    d = next(n for n in tree.body if isinstance(n, ast.AnnAssign)).value
+    got = {k.value: {kw.arg: kw.value.value for kw in v.keywords} for k, v in zip(d.keys, d.values)}
+    assert set(got) == {"t2i", "t2s", "i2t", "s2t", "text"}
+    assert got["t2i"]["steps"] == 16 and got["i2t"]["steps"] == 16 and got["text"]["steps"] == 16
+    assert "/ck" in src and "0.8 [0.7, 0.9]" in src
+    with pytest.raises(StudyError):
+        module_source({"defaults": {"t2i": {}}, "decided_by": {}}, {})
