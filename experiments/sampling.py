@@ -135,8 +135,8 @@ def sweep(arg: str | None = None) -> Sweep:
 #             tasks), on prompts disjoint from `score`'s (offset = num) so the chosen setting
 #             is re-scored without selection bias
 GUIDANCE: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0)
-STUDY_GRID = dict(steps=(16, 32, 64, 128), sampler=("ancestral", "confidence", "margin"),
-                  temperature=(0.7, 0.85, 1.0))
+STUDY_GRID = dict(steps=(16, 32, 64), sampler=("ancestral", "confidence", "margin"),
+                  temperature=(0.7, 1.0))
 SHOWCASE_ARGS = dict(kind="score", checkpoint="", num=100, offset=0, ckpt_steps=(-1,),
                      size="s4")
 

@@ -79,7 +79,7 @@ def read_shape(image: np.ndarray) -> dict[str, str] | None:
     peak = float(v.max())
     if peak < 40.0:
         return None
-    mask = v > max(40.0, 0.5 * peak)
+    mask = v >= max(40.0, 0.5 * peak)     # >=: a peak of exactly 40 still marks its pixels
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     top, bottom, left, right = rows[0], rows[-1], cols[0], cols[-1]
     h, w = bottom - top + 1, right - left + 1

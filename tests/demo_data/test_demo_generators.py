@@ -88,3 +88,14 @@ def test_image_checker_save_load(tmp_path):
     (tmp_path / "other.pkl").write_bytes(__import__("pickle").dumps({"format": "x"}))
     with pytest.raises(ValueError, match="is a pickle .* not an mdm image checker"):
         ImageChecker.load(tmp_path / "other.pkl")       # refused, never unpickled
+
+
+def test_read_shape_handles_a_faint_image_whose_peak_is_the_threshold():
+    """A generated image whose brightest pixel is exactly the 40-level floor (a near-black
+    sample from a weak model) reads as a shape or as None, never an IndexError."""
+    from mdm.demo_data.image_checker import read_shape
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[10:14, 20:24] = 40
+    r = read_shape(img)
+    assert r is None or r["position"] in ("right", "top", "center", "left", "bottom")
+    assert read_shape(np.zeros((32, 32, 3), np.uint8)) is None
