@@ -7,7 +7,7 @@ the demo's digit train split. The fitted SVM is kept as arrays (`RbfSvc`: suppor
 coefficients, intercepts, classes, gamma) and predicts in numpy exactly as libsvm does (one-vs-one
 votes); it is saved as an .npz with a JSON header (mdm/demo_data/array_file.py), never pickled.
 
-Shapes (rules on pixels; S = image size, v = max over RGB, mask = v > max(40, 0.5 max v)):
+Shapes (rules on pixels; S = image size, v = max over RGB, mask = v >= max(40, 0.5 max v)):
     bbox            rows / columns the mask touches; centre (cx, cy), height h, width w
     position        d = (cx, cy) - S/2; "center" if max|d| < S/8, else the larger axis' side
     shape, size     template matching: each shape is rendered ideally (anti-aliased, then
