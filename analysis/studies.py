@@ -193,5 +193,56 @@ def bootstrap_steps_fit(batch: Sequence[float], steps: Sequence[float], overhead
     return out
 
 
-__all__ = ["bootstrap_steps_fit", "seed_interval", "diff_interval", "loss_estimator_variance", "compare_groups",
+ARMS = ("independent", "complementary")
+
+
+def antimasking_summary(runs: pd.DataFrame, metrics: pd.DataFrame, level: float = 0.95,
+                        modalities: Sequence[str] = ("text", "image", "audio"),
+                        start: float = 0.25, stop: float = 0.8) -> dict:
+    """The anti-masking study from its finished runs (one row per run: run_id,
+    config.objective.complementary, config.seed, bits_<m>, D, D_processed) and their per-step
+    metrics (run_id, step, loss):
+
+      * per run, the training-loss estimator variance (`loss_estimator_variance`, steps in
+        [start, stop] of the run); per arm, the seed mean with its t-interval;
+      * the variance ratio complementary / independent paired by seed: the geometric mean
+        exp(mean_s log(v_c(s) / v_i(s))) with the t-interval of the log ratios, exponentiated;
+      * per modality, each arm's final eval bits (seed interval) and the Welch interval of
+        complementary minus independent.
+    """
+    require_columns(runs, ["run_id", "config.objective.complementary", "config.seed"],
+                    "antimasking_summary")
+    arm = np.where(runs["config.objective.complementary"].astype(bool), ARMS[1], ARMS[0])
+    seeds = sorted(int(s) for s in runs["config.seed"].unique())
+    var: dict[str, dict[int, float]] = {a: {} for a in ARMS}
+    for rid, a, s in zip(runs["run_id"], arm, runs["config.seed"].astype(int)):
+        v = loss_estimator_variance(metrics[metrics["run_id"] == rid], start=start, stop=stop)
+        var[a][int(s)] = v["variance"]
+    paired = [s for s in seeds if s in var[ARMS[0]] and s in var[ARMS[1]]]
+    if not paired:
+        raise AnalysisError("antimasking_summary: no seed has both arms")
+    li = seed_interval([np.log(var[ARMS[1]][s] / var[ARMS[0]][s]) for s in paired], level)
+    ratio = {k: float(np.exp(li[k])) if np.isfinite(li[k]) else float("nan")
+             for k in ("mean", "lo", "hi")} | {"n": li["n"]}
+    mods = [m for m in modalities if f"bits_{m}" in runs.columns]
+    final = {a: {m: runs.loc[arm == a, f"bits_{m}"].astype(float).tolist() for m in mods}
+             for a in ARMS}
+    return {
+        "seeds": seeds, "runs": int(len(runs)),
+        "runs_per_point": int(min((arm == a).sum() for a in ARMS)),
+        "variance": {a: {"per_seed": v, **seed_interval(list(v.values()), level)}
+                     for a, v in var.items() if v},
+        "variance_ratio": ratio, "final_values": final,
+        "final": {a: {m: seed_interval(v, level) for m, v in d.items()} for a, d in final.items()
+                  if any(d.values())},
+        "final_diff": {m: diff_interval(final[ARMS[1]][m], final[ARMS[0]][m], level)
+                       for m in mods},
+        "tokens_processed": float(runs["D_processed"].iloc[0]) if "D_processed" in runs else
+        float("nan"),
+        "data_tokens": {a: float(runs.loc[arm == a, "D"].iloc[0]) for a in ARMS
+                        if "D" in runs and (arm == a).any()},
+        "window": [start, stop], "level": level}
+
+
+__all__ = ["antimasking_summary", "bootstrap_steps_fit", "seed_interval", "diff_interval", "loss_estimator_variance", "compare_groups",
            "relative_spread", "collapse_breakdown"]

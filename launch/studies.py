@@ -17,8 +17,8 @@
     python -m launch.studies [--data data] [--out runs] [--parallel 2] [--quick] [--only batch,mixing]
 
 Every run is a plain run directory under `--out` (recording its study in config.json), so
-`mdm-figures <out> --out figs` redraws the batch-size, SDE, mixing and schedule figures from
-the runs alone. The loss throughout is the eval ELBO in bits per token on the demo's fixed eval
+`mdm-figures <out> --out figs` redraws the batch-size, SDE, mixing, schedule and anti-masking
+figures from the runs alone. The loss throughout is the eval ELBO in bits per token on the demo's fixed eval
 set (Gauss-Legendre in the mask rate, the same for every training schedule and mixture);
 "bits" without a modality is the token-weighted average over the three modalities.
 """
@@ -42,6 +42,7 @@ STUDIES: dict[str, tuple[str, str, str]] = {
     "antimasking": ("experiments/antimasking.py", "cpu", "cpu_quick"),
 }
 LEVEL = 0.95
+QUICK_NOTE = "reduced `--quick` version: a few steps per run, the numbers mean nothing"
 TARGET_MARGIN = 0.005     # steps-to-target: target = (1 + margin) x the worst run's best loss
 
 
@@ -310,39 +311,12 @@ def analyse_mixing(rs: Any) -> dict[str, Any]:
 # --- 4. anti-masking ------------------------------------------------------------------------
 
 def analyse_antimasking(rs: Any) -> dict[str, Any]:
-    """Variance of the training-loss estimator (analysis.studies.loss_estimator_variance) and
-    final eval bits, with and without complementary pairs, at equal compute."""
-    import numpy as np
-
-    from analysis.studies import diff_interval, loss_estimator_variance, seed_interval
-    runs = rs.runs
-    arm = np.where(runs["config.objective.complementary"].astype(bool), "complementary",
-                   "independent")
-    seeds = sorted(runs["config.seed"].astype(int).unique())
-    var: dict[str, dict[int, float]] = {"independent": {}, "complementary": {}}
-    for rid, a, s in zip(runs["run_id"], arm, runs["config.seed"].astype(int)):
-        v = loss_estimator_variance(rs.metrics[rs.metrics["run_id"] == rid])
-        var[a][int(s)] = v["variance"]
-    paired = [s for s in seeds if s in var["independent"] and s in var["complementary"]]
-    log_ratio = [math.log(var["complementary"][s] / var["independent"][s]) for s in paired]
-    lr = seed_interval(log_ratio, LEVEL)
-    ratio = {"mean": math.exp(lr["mean"]), "lo": math.exp(lr["lo"]) if math.isfinite(lr["lo"])
-             else math.nan, "hi": math.exp(lr["hi"]) if math.isfinite(lr["hi"]) else math.nan,
-             "n": lr["n"]}
-    final = {a: {m: runs.loc[arm == a, f"bits_{m}"].astype(float).tolist() for m in MODS}
-             for a in var}
-    out: dict[str, Any] = {
-        "seeds": seeds, "runs": int(len(runs)), "runs_per_point": int(min(
-            (arm == a).sum() for a in var)),
-        "variance": {a: {"per_seed": v, **seed_interval(list(v.values()), LEVEL)}
-                     for a, v in var.items()},
-        "variance_ratio": ratio,
-        "final": {a: {m: seed_interval(v, LEVEL) for m, v in d.items()} for a, d in final.items()},
-        "final_diff": {m: diff_interval(final["complementary"][m], final["independent"][m], LEVEL)
-                       for m in MODS},
-        "tokens_processed": float(runs["D_processed"].iloc[0]),
-        "data_tokens": {a: float(runs.loc[arm == a, "D"].iloc[0]) for a in var}}
-    out["_final"] = final
+    """analysis.studies.antimasking_summary (estimator variance, paired variance ratio, final
+    eval bits per arm) and its finding."""
+    from analysis.studies import antimasking_summary
+    out = antimasking_summary(rs.runs, rs.metrics, LEVEL, MODS)
+    out["_final"] = out.pop("final_values")
+    ratio = out["variance_ratio"]
     rv = ("lower" if math.isfinite(ratio["hi"]) and ratio["hi"] < 1 else "higher"
           if math.isfinite(ratio["lo"]) and ratio["lo"] > 1 else "not measurably different")
     diffs = []
@@ -351,8 +325,8 @@ def analyse_antimasking(rs: Any) -> dict[str, Any]:
             if math.isfinite(d["lo"]) else "no interval"
         diffs.append(f"{m} {d['diff']:+.3g} [{d['lo']:.3g}, {d['hi']:.3g}] ({tag})")
     out["finding"] = (
-        f"at equal compute, complementary pairs give a {rv} training-loss estimator variance "
-        f"(ratio {ratio['mean']:.3g} [{ratio['lo']:.3g}, {ratio['hi']:.3g}], paired over "
+        f"at equal compute, the training-loss estimator variance with complementary pairs is "
+        f"{rv} (ratio complementary / independent {ratio['mean']:.3g} [{ratio['lo']:.3g}, {ratio['hi']:.3g}], paired over "
         f"{ratio['n']} seeds); final eval bits, complementary minus independent: "
         + "; ".join(diffs) + ".")
     return out
@@ -520,11 +494,12 @@ def write_report(out: str, results: dict[str, Any], figures: dict[str, str],
     L = ["# The paper's studies at CPU scale", "",
          f"Data: the demo set (`{info['shards']}`), sequences of {info['seq_len']} tokens, "
          f"micro models of experiments/ladder.py on the demo token space "
-         f"({'reduced `--quick` version: a few steps per run, numbers meaningless' if info['quick'] else 'CPU scale'}). "
-         f"Runs: `{info['runs_root']}/<sweep>/<run id>/` (sweeps {', '.join(info['sweeps'].values())}); "
-         f"`mdm-figures {info['runs_root']} --out figs` redraws the batch-size, SDE, mixing and "
-         "schedule figures from them. Losses are final eval bits per token on the demo's fixed "
-         "eval set; intervals are 95%.", "", "## Findings", ""]
+         f"({QUICK_NOTE if info['quick'] else 'CPU scale'}). "
+         f"Runs: `{info['runs_root']}/<sweep>/<run id>/` (sweeps "
+         f"{', '.join(info['sweeps'].values())}); `mdm-figures {info['runs_root']} --out figs` "
+         "redraws the batch-size, SDE, mixing, schedule and anti-masking figures from them. "
+         "Losses are final eval bits per token on the demo's fixed eval set; intervals are "
+         "95%.", "", "## Findings", ""]
     for k in results:
         L.append(f"- **{k}**: {results[k]['finding']}")
     L.append("")

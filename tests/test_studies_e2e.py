@@ -90,7 +90,7 @@ def test_reduced_studies_pipeline_writes_every_artefact(tiny_demo, tmp_path, rep
     res = json.loads(p3.stdout)
     assert res["studies"] == {"batch_size": 5, "noise_schedule": 4, "mixing": 6,
                               "antimasking": 4}
-    assert {"mixing", "sde_collapse", "schedules"} <= set(res["figures"])
+    assert {"mixing", "sde_collapse", "schedules", "antimasking"} <= set(res["figures"])
 
 
 def test_studies_bad_input_is_one_clear_line(repo_root):

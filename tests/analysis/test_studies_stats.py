@@ -137,6 +137,6 @@ def test_antimasking_finding_follows_the_numbers():
     r = analyse_antimasking(_rs(pd.DataFrame(runs), pd.concat(mets)))
     assert r["variance_ratio"]["mean"] == pytest.approx(1 / 9, rel=0.15)
     assert r["variance_ratio"]["hi"] < 1
-    assert "give a lower training-loss estimator variance" in r["finding"]
+    assert "estimator variance with complementary pairs is lower" in r["finding"]
     assert "text -0.01" in r["finding"] and "(better)" in r["finding"]
     assert r["data_tokens"] == {"independent": 1000.0, "complementary": 500.0}
