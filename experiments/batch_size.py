@@ -21,7 +21,7 @@ Sweeps (the first item picks one; any field below may be given too):
             thing; only the `sde` one runs);
   cpu       `make studies`: w32 at batch 8, 16, 32, 64, 128 (16x) x sde off / on x seeds 0, 1,
             one horizon of 2^20 tokens, B_ref 32: 18 runs;
-  cpu_quick the reduced version the tests run: batch 4, 8, 16, B_ref 8, 16384 tokens, seed 0.
+  cpu_quick the reduced version the tests run: batch 8, 16, 32, B_ref 16, 16384 tokens, seed 0
 Names: b64-t1e9-sde / b64-t1e9-plain (cpu: b8-t1.048576e6-sde-s0).
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ KINDS = {
                   ref_batch=256, ref_tokens=1e9, seeds=(0,), scale="paper"),
     "cpu": dict(batches=(8, 16, 32, 64, 128), tokens=(CPU_TOKENS,), size="w32", ref_batch=32,
                 ref_tokens=CPU_TOKENS, seeds=(0, 1), scale="cpu"),
-    "cpu_quick": dict(batches=(4, 8, 16), tokens=(16384.0,), size="w16", ref_batch=8,
+    "cpu_quick": dict(batches=(8, 16, 32), tokens=(16384.0,), size="w16", ref_batch=16,
                       ref_tokens=16384.0, seeds=(0,), scale="cpu"),
 }
 # "" / 0 / (0,) / (-1,): take the kind's value

@@ -150,8 +150,12 @@ def analyse_batch(rs: Any, seq_len: int) -> dict[str, Any]:
               for k in ("mean", "lo", "hi")} | {"n": li["n"]}
     out["gns"] = {"per_run": gns_rows, "seqs": gi, "unresolved": len(gns_rows) - len(gns)}
 
-    # collapse of the loss-vs-tokens curves across batches, per arm and seed
-    b_c = fits.get("sde", {}).get("B_noise", float("nan"))
+    # collapse of the loss-vs-tokens curves across batches, per arm and seed, over all batches
+    # and over those below the critical batch: the gradient-noise-scale estimate (measured
+    # directly), else the SDE arm's steps-to-target B_noise
+    b_c = gi["mean"] if gi else fits.get("sde", {}).get("B_noise", float("nan"))
+    out["critical_for_split"] = {"value": b_c, "source": "gradient noise scale" if gi else
+                                 "steps-to-target B_noise (SDE arm)"}
     below = [b for b in batches if b <= b_c] if math.isfinite(b_c) else []
     coll: dict[str, dict[str, Any]] = {}
     for arm in ("plain", "sde"):
@@ -190,10 +194,19 @@ def _batch_finding(o: dict[str, Any]) -> str:
     c = o["collapse"]
     key = "below" if c["sde"].get("below") and c["plain"].get("below") else "all"
     where = (f"batches {min(o['below_batches']):g}-{max(o['below_batches']):g} (<= the "
-             "steps-to-target B_noise)" if key == "below" else
+             f"critical batch by the {o['critical_for_split']['source']}, "
+             f"{o['critical_for_split']['value']:.3g})" if key == "below" else
              f"all batches {min(o['batches']):g}-{max(o['batches']):g}")
     s, p = c["sde"][key], c["plain"][key]
     d = diff_interval(c["sde"]["per_seed"][key], c["plain"]["per_seed"][key], LEVEL)
+    sk = "spread_" + key
+    ds = diff_interval(c["sde"]["per_seed"][sk], c["plain"]["per_seed"][sk], LEVEL)
+    spread = (f"final-loss spread across batches (std/mean) {c['sde'][sk]['mean']:.3g} with SDE "
+              f"vs {c['plain'][sk]['mean']:.3g} without (difference {ds['diff']:+.3g}, "
+              f"[{ds['lo']:.3g}, {ds['hi']:.3g}]: "
+              + ("less with SDE" if ds["hi"] < 0 else "more with SDE" if ds["lo"] > 0 else
+                 "not resolved by the seeds" if math.isfinite(ds["lo"]) else "no interval")
+              + ")")
     if not math.isfinite(d["lo"]):
         verdict = (f"collapse {'better' if s['mean'] < p['mean'] else 'no better'} with SDE "
                    "(one seed per arm: no interval, not a conclusion)")
@@ -213,13 +226,16 @@ def _batch_finding(o: dict[str, Any]) -> str:
            f"B={bd['ref']:g}'s up to B={max(o['batches']):g}" if bd["judged"] else
            "where the collapse breaks down is not judged (one seed: no standard error)")
     f = o["steps_fit"].get("sde")
-    bc = (f"steps-to-target B_noise = {_fmt_ci(f['B_noise'], f['ci']['B_noise'])} sequences"
+    bc = (f"steps-to-target B_noise (SDE arm) = {_fmt_ci(f['B_noise'], f['ci']['B_noise'])} "
+          "sequences" + (f" (beyond the largest batch measured, {max(o['batches']):g}: "
+                         "extrapolated; steps still fall ~1/B there)"
+                         if f["B_noise"] > max(o["batches"]) else "")
           if f else "steps-to-target fit failed")
     g = o["gns"]["seqs"]
     gn = f", gradient noise scale {_fmt_iv(g)} sequences (geometric mean over runs)" if g else ""
     return (f"{verdict}: collapse score over {where} {s['mean']:.3g} with SDE vs "
             f"{p['mean']:.3g} without (difference {d['diff']:+.3g}, 95% interval "
-            f"[{d['lo']:.3g}, {d['hi']:.3g}]); {bc}{gn}; {brk}.")
+            f"[{d['lo']:.3g}, {d['hi']:.3g}]); {spread}; {bc}{gn}; {brk}.")
 
 
 # --- 2. noise schedules ---------------------------------------------------------------------
@@ -372,8 +388,8 @@ def _batch_md(b: dict[str, Any]) -> list[str]:
          f"B_ref = {b['ref_batch']:g} the two arms are one run (kappa = 1). SDE: kappa = B / "
          "B_ref (same horizon), lr x sqrt(kappa), beta1, beta2 ^ kappa, eps / sqrt(kappa) "
          "(mdm/optim.py); the plain arm keeps the reference values at every batch.", "",
-         "| arm | collapse score, all batches | collapse score, below B_noise | final-loss "
-         "spread (std/mean), all | below B_noise |", "|---|---|---|---|---|"]
+         "| arm | collapse score, all batches | collapse score, below the critical batch | "
+         "final-loss spread (std/mean), all | below the critical batch |", "|---|---|---|---|---|"]
     for arm in ("plain", "sde"):
         c = b["collapse"][arm]
         cell = [(_fmt_iv(c[k]) if c.get(k) else "-") for k in ("all", "below", "spread_all",
@@ -382,7 +398,9 @@ def _batch_md(b: dict[str, Any]) -> list[str]:
     L += ["", "Collapse score (analysis.batch_size.collapse_score): the loss-vs-tokens curves "
           "of one arm and seed, interpolated on a common log-token grid, mean over the grid "
           "of std / mean across batches (0 = the curves coincide); mean over seeds with a 95% "
-          f"t-interval. Below B_noise: batches {', '.join(f'{x:g}' for x in b['below_batches']) or '-'}.",
+          "t-interval. Below the critical batch (the "
+          f"{b['critical_for_split']['source']}, {b['critical_for_split']['value']:.3g}): "
+          f"batches {', '.join(f'{x:g}' for x in b['below_batches']) or '-'}.",
           "", "| arm | " + " | ".join(f"B={x:g}" for x in b["batches"]) + " |",
           "|---|" + "---|" * len(b["batches"])]
     for arm in ("plain", "sde"):
@@ -499,7 +517,14 @@ def write_report(out: str, results: dict[str, Any], figures: dict[str, str],
          f"{', '.join(info['sweeps'].values())}); `mdm-figures {info['runs_root']} --out figs` "
          "redraws the batch-size, SDE, mixing, schedule and anti-masking figures from them. "
          "Losses are final eval bits per token on the demo's fixed eval set; intervals are "
-         "95%.", "", "## Findings", ""]
+         "95%.", ""]
+    if info.get("failed_runs") or info.get("not_analysed"):
+        L += ["**Incomplete:** " + "; ".join(
+            [f"{k}: runs failed ({', '.join(v)}; see <sweep>/.launch/logs)"
+             for k, v in info.get("failed_runs", {}).items()]
+            + [f"{k}: not analysed ({v})" for k, v in info.get("not_analysed", {}).items()])
+            + ". The numbers below use the runs that finished.", ""]
+    L += ["## Findings", ""]
     for k in results:
         L.append(f"- **{k}**: {results[k]['finding']}")
     L.append("")
@@ -508,8 +533,15 @@ def write_report(out: str, results: dict[str, Any], figures: dict[str, str],
     for k, r in results.items():
         L += sections[k](r)
     total = sum(timings.values())
-    L += ["", "## Time", "", ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-          + f"; total {total / 60:.1f} min.", "",
+    rt = info.get("run_seconds", {})
+    L += ["", "## Time", "", "This invocation: " + ", ".join(f"{k} {v:.0f} s"
+                                                            for k, v in timings.items())
+          + f"; total {total / 60:.1f} min (a rerun reuses every finished run).",
+          "", "The runs themselves (summary.json wall time, start-up included, summed over each "
+          "study's runs; with `--parallel 2` two run at once): " + ", ".join(
+              f"{k} {v['runs']} runs, {v['seconds'] / 60:.1f} min" for k, v in rt.items())
+          + (f"; total {sum(v['seconds'] for v in rt.values()) / 60:.1f} min." if rt else "."),
+          "",
           "## Files", "", "- figures: " + ", ".join(f"`{os.path.basename(p)}`"
                                                     for p in figures.values()),
           "- numbers: `report.json`"]
@@ -586,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     timings["data"] = time.perf_counter() - t0
     sweeps: dict[str, str] = {}
+    failed_runs: dict[str, list[str]] = {}
     for i, study in enumerate(only):
         exp, full, quick = STUDIES[study]
         kind = quick if a.quick else full
@@ -598,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
             _say("interrupted: runs were asked to checkpoint; run the same command to resume")
             return 130
         if not sr.ok:
+            failed_runs[study] = sr.failed
             _say(f"{len(sr.failed)} run(s) of {sr.name} failed (logs: {a.out}/{sr.name}/"
                  ".launch/logs); analysing what finished")
         sweeps[study] = sr.name
@@ -627,13 +661,23 @@ def main(argv: list[str] | None = None) -> int:
     with np.errstate(all="ignore"):
         figures = draw_figures(results, out)
     timings["analysis"] = time.perf_counter() - t0
+    run_seconds = {}
+    for study, sweep in sweeps.items():
+        r = rs.sweep(f"^{sweep}$").runs
+        if len(r) and "wall_s" in r.columns:
+            run_seconds[study] = {"runs": int(len(r)),
+                                  "seconds": float(r["wall_s"].astype(float).sum())}
     info = {"runs_root": a.out, "shards": shards, "seq_len": SEQ_LEN, "quick": a.quick,
-            "sweeps": sweeps, "not_analysed": failures}
+            "sweeps": sweeps, "not_analysed": failures, "failed_runs": failed_runs,
+            "run_seconds": run_seconds}
     path = write_report(out, results, figures, info, timings)
     for k, r in results.items():
         _say(f"{k}: {r['finding']}")
     print(path)
-    return 1 if failures else 0
+    if failed_runs:
+        _say("runs that failed: " + "; ".join(f"{k}: {', '.join(v)}"
+                                              for k, v in failed_runs.items()))
+    return 1 if failures or failed_runs else 0
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ def test_reduced_studies_pipeline_writes_every_artefact(tiny_demo, tmp_path, rep
     rep = json.loads((report / "report.json").read_text())
     st = rep["studies"]
     assert set(st) == set(SWEEPS) and rep["info"]["not_analysed"] == {}
+    assert rep["info"]["failed_runs"] == {} and "Incomplete" not in text
     # every study: its section, its figure (a readable PNG), its finding in the summary and the
     # section, and the seeds / runs per point stated
     import matplotlib.image as mpimg
@@ -44,7 +45,7 @@ def test_reduced_studies_pipeline_writes_every_artefact(tiny_demo, tmp_path, rep
         assert rep["info"]["sweeps"][key] == SWEEPS[key][0]
     # 1. batch / SDE: collapse scores per arm, both critical-batch definitions, the GNS
     b = st["batch"]
-    assert b["batches"] == [4.0, 8.0, 16.0] and b["ref_batch"] == 8.0
+    assert b["batches"] == [8.0, 16.0, 32.0] and b["ref_batch"] == 16.0
     for arm in ("plain", "sde"):
         assert _finite(b["collapse"][arm]["all"]["mean"])
         assert len(b["collapse"][arm]["per_seed"]["all"]) == 1          # one seed in the quick kind
