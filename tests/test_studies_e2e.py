@@ -29,7 +29,10 @@ def test_reduced_studies_pipeline_writes_every_artefact(tiny_demo, tmp_path, rep
     report = out / "studies_report"
     assert p.stdout.strip().splitlines()[-1] == str(report / "report.md")
     text = (report / "report.md").read_text()
-    rep = json.loads((report / "report.json").read_text())
+    def no_nan(c):
+        raise AssertionError(f"report.json holds {c}: not strict JSON")
+
+    rep = json.loads((report / "report.json").read_text(), parse_constant=no_nan)
     st = rep["studies"]
     assert set(st) == set(SWEEPS) and rep["info"]["not_analysed"] == {}
     assert rep["info"]["failed_runs"] == {} and "Incomplete" not in text
