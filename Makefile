@@ -1,4 +1,5 @@
-# The two commands: `make demo` and `make test`. Both create .venv on first use.
+# The two commands: `make demo` and `make test` (and `make studies`, the paper's four studies at
+# CPU scale). All create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -10,7 +11,7 @@ TEXT_FILES := /usr/share/games/fortunes/fortunes /usr/share/games/fortunes/compu
 	/usr/share/dictd/gcide.index /usr/share/dictd/devil.index /usr/share/dictd/jargon.index
 HAVE_SYSTEM_DEPS := command -v espeak-ng >/dev/null 2>&1 && ls $(TEXT_FILES) >/dev/null 2>&1
 
-.PHONY: demo showcase sampling-defaults test test-fast install clean system-deps
+.PHONY: demo showcase sampling-defaults studies test test-fast install clean system-deps
 
 $(STAMP): setup.py
 	@$(HAVE_SYSTEM_DEPS) || $(MAKE) --no-print-directory system-deps
@@ -41,6 +42,13 @@ showcase: $(STAMP)
 sampling-defaults: $(STAMP)
 	@$(HAVE_SYSTEM_DEPS) || $(MAKE) --no-print-directory system-deps
 	$(VENV)/bin/python -m launch.showcase --study
+
+# The paper's studies at CPU scale (launch/studies.py): batch size / SDE, noise schedules,
+# mixing, anti-masking; reuses the demo data and every finished run. STUDIES_ARGS passes
+# options, e.g. STUDIES_ARGS="--data /tmp/data --only batch".
+studies: $(STAMP)
+	@$(HAVE_SYSTEM_DEPS) || $(MAKE) --no-print-directory system-deps
+	$(VENV)/bin/python -m launch.studies $(STUDIES_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

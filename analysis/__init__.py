@@ -28,11 +28,15 @@ from .modality import fit_modality_laws
 from .report import analyse, audit_runs, batch_size_from_runs, make_all_figures
 from .results import chinchilla_law, load_result
 from .stats import AnalysisError, power_law_fit
+from .studies import (antimasking_summary, bootstrap_steps_fit, collapse_breakdown,
+                      compare_groups, diff_interval, loss_estimator_variance, relative_spread,
+                      seed_interval)
 from .synthetic import write_synthetic_runs
 from .tables import comparison_table, format_table, sampling_table, schedule_table
 
 _FIGURES = ("plot_loss_vs_compute", "plot_isoflop", "plot_frontier", "plot_mixing", "plot_batch_size",
-            "plot_sde_collapse", "plot_comparison", "save_figure")
+            "plot_sde_collapse", "plot_comparison", "plot_batch_study", "plot_group_intervals",
+            "plot_antimasking", "save_figure")
 
 
 def __getattr__(name: str):
@@ -54,5 +58,7 @@ __all__ = [
     "comparison_table", "schedule_table", "sampling_table", "format_table",
     "audit_chinchilla", "audit_isoflop", "audit_batch_size", "audit_mixing", "audit_runs",
     "analyse", "make_all_figures", "write_synthetic_runs", "load_result", "power_law_fit",
-    "AnalysisError", *_FIGURES,
+    "AnalysisError", "seed_interval", "diff_interval", "loss_estimator_variance",
+    "compare_groups", "relative_spread", "collapse_breakdown", "bootstrap_steps_fit",
+    "antimasking_summary", *_FIGURES,
 ]

@@ -333,5 +333,124 @@ def plot_comparison(table: pd.DataFrame, title: str = "schedule comparison") -> 
     return fig
 
 
-__all__ = ["plot_loss_vs_compute", "plot_isoflop", "plot_frontier", "plot_mixing", "plot_batch_size",
+def plot_batch_study(curves: pd.DataFrame, runs: pd.DataFrame, steps: pd.DataFrame,
+                     fits: Mapping[str, Mapping], gns_seqs: float | None = None,
+                     loss: str = "bits", arms: Sequence[str] = ("plain", "sde")) -> Figure:
+    """The batch-size / SDE study in three panels. Left and middle: eval loss vs tokens seen,
+    one colour per physical batch, one line per seed, without and with the SDE rule. Right:
+    optimizer steps to the target loss vs batch per arm (points: runs), the fitted
+    S = S_min + b / B, B_noise = b / S_min (dashed) and, when given, the gradient-noise-scale
+    estimate (dotted).
+
+    curves: run_id, tokens, `loss`; runs: run_id, arm, batch, seed; steps: arm, batch, steps;
+    fits: {arm: analysis.studies.bootstrap_steps_fit(...)}."""
+    require_columns(curves, ["run_id", "tokens", loss], "plot_batch_study(curves)")
+    require_columns(runs, ["run_id", "arm", "batch", "seed"], "plot_batch_study(runs)")
+    require_columns(steps, ["arm", "batch", "steps"], "plot_batch_study(steps)")
+    fig, axes = new_figure(3, 1, 4.4, 3.8)
+    batches = sorted(runs["batch"].unique())
+    norm = LogNorm(vmin=min(batches), vmax=max(batches) * 1.001)
+    cmap = matplotlib.colormaps["viridis"]
+    lo = curves[loss].quantile(0.02)
+    hi = curves[loss].quantile(0.9)
+    for ax, arm in zip(axes[0][:2], arms):
+        sub = runs[runs["arm"] == arm].sort_values(["batch", "seed"])
+        seen = set()
+        for rid, B in zip(sub["run_id"], sub["batch"]):
+            c = curves[curves["run_id"] == rid].sort_values("tokens")
+            ax.plot(c["tokens"], c[loss], color=cmap(norm(B)), lw=1.1, alpha=0.85,
+                    label=None if B in seen else f"B={B:g}")
+            seen.add(B)
+        ax.set_xscale("log")
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi)
+        ax.set_xlabel("tokens seen")
+        ax.set_ylabel(f"eval {loss} per token")
+        ax.set_title("without SDE (same lr, betas, eps)" if arm == "plain"
+                     else "with SDE (lr sqrt(k), beta^k, eps/sqrt(k))", fontsize=9)
+        ax.legend(fontsize=7, title="physical batch (seqs)", title_fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+    ax = axes[0][2]
+    colors = {"plain": "tab:grey", "sde": "tab:red"}
+    for arm in arms:
+        st = steps[steps["arm"] == arm]
+        col = colors.get(arm, "tab:blue")
+        ax.scatter(st["batch"], st["steps"], color=col, s=18, zorder=3)
+        f = fits.get(arm)
+        if f:
+            B = np.geomspace(min(batches) / 1.3, max(batches) * 1.3, 100)
+            ax.plot(B, f["S_min"] + f["b"] / B, color=col,
+                    label=f"{arm}: B_noise={f['B_noise']:.3g}, B_crit={f['B_crit']:.3g}")
+            ax.axvline(f["B_noise"], color=col, ls="--", lw=0.8)
+    if gns_seqs is not None and np.isfinite(gns_seqs):
+        ax.axvline(gns_seqs, color="k", ls=":", lw=1.0, label=f"gradient noise scale {gns_seqs:.3g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("physical batch B (sequences)")
+    ax.set_ylabel("optimizer steps to target loss")
+    ax.set_title("S(B) = S_min + b / B; B_noise = b / S_min", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def plot_group_intervals(table: Mapping[str, Mapping], ylabel: str = "final eval bits per token",
+                         title: str = "") -> Figure:
+    """One panel per key of `table` ({panel: analysis.studies.compare_groups(...)}): each
+    group's seed mean with its interval (analysis.studies.seed_interval), the best marked."""
+    fig, axes = new_figure(len(table), 1, 3.6, 3.4)
+    for ax, (panel, cmp) in zip(axes[0], table.items()):
+        names = list(cmp["groups"])
+        x = np.arange(len(names))
+        g = [cmp["groups"][n] for n in names]
+        mean = np.array([v["mean"] for v in g])
+        lo = np.array([v["lo"] if np.isfinite(v["lo"]) else v["mean"] for v in g])
+        hi = np.array([v["hi"] if np.isfinite(v["hi"]) else v["mean"] for v in g])
+        col = MOD_COLORS.get(panel, "tab:blue")
+        ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], fmt="o", color=col, capsize=4)
+        b = names.index(cmp["best"])
+        ax.plot([x[b]], [mean[b]], marker="*", ms=14, color="crimson", ls="none")
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(str(panel), fontsize=9)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_antimasking(variance: Mapping[str, Sequence[float]],
+                     final: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
+    """Left: the variance of the training-loss estimator per seed (points) and its seed mean,
+    with and without complementary pairs. Right: final eval bits per modality per arm
+    (seed means, bars = min..max over seeds)."""
+    fig, axes = new_figure(2, 1, 4.2, 3.6)
+    ax = axes[0][0]
+    arms = list(variance)
+    for i, arm in enumerate(arms):
+        v = np.asarray(variance[arm], float)
+        ax.scatter(np.full(v.size, i), v, color="tab:blue", s=20, zorder=3)
+        ax.plot([i - 0.2, i + 0.2], [v.mean()] * 2, color="k")
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set_xlim(-0.6, len(arms) - 0.4)
+    ax.set_ylabel("Var of the per-step training loss (nats^2)")
+    ax.set_title("loss-estimator variance, equal compute", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax = axes[0][1]
+    mods = list(next(iter(final.values())))
+    w = 0.8 / max(1, len(final))
+    for i, (arm, per) in enumerate(final.items()):
+        x = np.arange(len(mods)) + (i - (len(final) - 1) / 2) * w
+        vals = [np.asarray(per[m], float) for m in mods]
+        mean = np.array([v.mean() for v in vals])
+        ax.errorbar(x, mean, yerr=[mean - [v.min() for v in vals], [v.max() for v in vals] - mean],
+                    fmt="o", capsize=3, label=arm)
+    ax.set_xticks(range(len(mods)), mods)
+    ax.set_ylabel("final eval bits per token")
+    ax.set_title("final eval loss (seed mean, min..max)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    return fig
+
+
+__all__ = ["plot_batch_study", "plot_group_intervals", "plot_antimasking", "plot_loss_vs_compute", "plot_isoflop", "plot_frontier", "plot_mixing", "plot_batch_size",
            "plot_sde_collapse", "plot_comparison", "save_figure", "new_figure"]

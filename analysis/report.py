@@ -16,6 +16,7 @@ name instead, and the results say so under "notes". `sweeps={"scaling": "my_rege
     sde        batch_size                      sde                                SDE collapse
     schedules  noise_schedule                  sched|noise                        noise-schedule table
     sampling   sampling                        sampl                              sampling-default table
+    antimasking antimasking                    antimask                           loss-estimator variance, final bits
 
 The `ladder` study (learning rate x size transfer) has no analysis here: it is listed under
 "notes" when present.
@@ -46,6 +47,7 @@ from .mixing import fit_mixing_law, optimal_mixture
 from .modality import fit_modality_laws
 from .results import BatchSizeFit, Result, to_jsonable
 from .stats import AnalysisError
+from .studies import antimasking_summary
 from .tables import sampling_table, schedule_table
 
 SWEEP_PATTERNS: dict[str, str] = {
@@ -56,6 +58,7 @@ SWEEP_PATTERNS: dict[str, str] = {
     "sde": r"sde",
     "schedules": r"sched|noise",
     "sampling": r"sampl",
+    "antimasking": r"antimask",
 }
 # analysis -> the recorded studies (config.json "study") whose runs it reads
 STUDY_SOURCES: dict[str, tuple[str, ...]] = {
@@ -66,6 +69,7 @@ STUDY_SOURCES: dict[str, tuple[str, ...]] = {
     "sde": ("batch_size",),
     "schedules": ("noise_schedule",),
     "sampling": ("sampling",),
+    "antimasking": ("antimasking",),
 }
 assert set(STUDY_SOURCES) == set(SWEEP_PATTERNS)
 assert {s for v in STUDY_SOURCES.values() for s in v} <= set(RECORDED_STUDIES)
@@ -266,6 +270,13 @@ def _study_sampling(sel: RunSet, ctx: _Context) -> dict[str, Any]:
     return {} if t is None else {"sampling": t}
 
 
+def _study_antimasking(sel: RunSet, ctx: _Context) -> dict[str, Any]:
+    done, _ = select_done(sel.runs)
+    r = ctx.attempt("antimasking", lambda: antimasking_summary(
+        done, sel.metrics[sel.metrics["run_id"].isin(done["run_id"])]))
+    return {} if r is None else {"antimasking": r}
+
+
 def _has_done(rs: RunSet) -> bool:
     return len(select_done(rs.runs)[0]) > 0
 
@@ -299,6 +310,8 @@ STUDY_TABLE: tuple[Study, ...] = (
     Study("schedules", "schedules", _study_schedules,
           "no finished runs of the noise_schedule study"),
     Study("sampling", "sampling", _study_sampling, "no finished runs of the sampling study"),
+    Study("antimasking", "antimasking", _study_antimasking,
+          "no finished runs of the antimasking study"),
 )
 STUDIES = tuple(s.name for s in STUDY_TABLE)
 
@@ -398,6 +411,11 @@ def make_all_figures(source: str | RunSet, out_dir: str, sweeps: Mapping[str, st
         draw("schedules", lambda: F.plot_comparison(res["schedules"], "noise-schedule comparison"))
     if "sampling" in res:
         draw("sampling", lambda: F.plot_comparison(res["sampling"], "sampling-default comparison"))
+    if "antimasking" in res:
+        am = res["antimasking"]
+        draw("antimasking", lambda: F.plot_antimasking(
+            {k: list(v["per_seed"].values()) for k, v in am["variance"].items()},
+            am["final_values"]))
     if write_results:
         with open(os.path.join(out_dir, "fits.json"), "w", encoding="utf-8") as f:
             json.dump(results_to_json(res), f, indent=1, allow_nan=False)

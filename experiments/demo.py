@@ -81,6 +81,23 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     return c
 
 
+def study_config(size: str, tokens: float, source: str = "synthetic", path: str = "",
+                 batch: int = BATCH, seed: int = 0) -> mlc.ConfigDict:
+    """The CPU scale of the paper's studies (experiments/batch_size.py, noise_schedule.py,
+    mixing.py, antimasking.py with `scale=cpu`; `make studies`): this file's micro model
+    `size` on the demo token space, SEQ_LEN-token sequences, `batch` sequences per step,
+    `tokens` processed tokens, equal thirds of the three modalities, WSD (20% decay), evaluated
+    once at the end on the demo's fixed eval set; `seed` seeds the model, the objective's draws
+    and the data order (config.seed and config.data.seed; the eval set and its masks stay fixed,
+    so every run of a study is scored on the same tokens). The study file sets what it studies."""
+    c = get_config(format_arg(size=size, tokens=float(tokens), source=source, path=path)
+                   if path else format_arg(size=size, tokens=float(tokens), source=source))
+    c.train.physical_batch = int(batch)
+    c.seed = int(seed)
+    c.data.seed = int(seed)
+    return c
+
+
 @functools.lru_cache(maxsize=None)
 def flops_per_token(size: str) -> float:
     """Training FLOPs per token of a demo model (mdm.flops, measured on an abstract init)."""

@@ -58,13 +58,14 @@ def prepare_data(data_root: str, scale: str, seq_len: int, demo_dir: str = ""
 
 
 def launch_sweep(runs_root: str, shards: str, manifest: dict[str, Any], sweep_arg: str,
-                 parallel: int) -> Any:
-    """Run an experiments/demo.py sweep on the demo shards with the local executor
+                 parallel: int, experiment: str = "experiments/demo.py") -> Any:
+    """Run a sweep of `experiment` (default experiments/demo.py; any experiment file whose sweep
+    takes source= and path=) on the demo shards with the local executor
     (launch.api.run_sweep); returns its SweepRun."""
     from launch.api import run_sweep
     ts = manifest["token_space"]
     sets = {f"token_space.{k}": str(ts[k]) for k in ("text_vocab", "image_vocab", "audio_vocab")}
-    expr = f"experiments/demo.py:{sweep_arg},source=shards,path={os.path.abspath(shards)}"
+    expr = f"{experiment}:{sweep_arg},source=shards,path={os.path.abspath(shards)}"
     return run_sweep(expr, runs_root, sets, executor="local", parallel=parallel)
 
 

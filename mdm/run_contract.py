@@ -52,7 +52,7 @@ TASK_MODALITY: dict[str, str] = {"text": "text", "t2i": "image", "i2t": "image",
 # sweep marks its points so); "heldout" = a run trained to check a fitted law's prediction
 # (launch/demo.py), which no fit reads; "" = no study (a run by hand from experiments/base.py).
 STUDIES: tuple[str, ...] = ("scaling", "isoflop", "batch_size", "mixing", "noise_schedule",
-                            "sampling", "ladder", "heldout", "showcase")
+                            "sampling", "ladder", "heldout", "showcase", "antimasking")
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"

@@ -23,9 +23,10 @@ SWEEPS = {
     "experiments/demo.py": [None, "smoke", "mh", "grid,mix=text,sizes=w16+s0", "heldout"],
     "experiments/ladder.py": [None],
     "experiments/scaling.py": [None, "isoflop"],
-    "experiments/mixing.py": [None, "n=5,interior=true"],
-    "experiments/noise_schedule.py": [None, "shared", "product"],
-    "experiments/batch_size.py": [None],
+    "experiments/mixing.py": [None, "n=5,interior=true", "cpu_quick"],
+    "experiments/noise_schedule.py": [None, "shared", "product", "cpu_quick"],
+    "experiments/batch_size.py": [None, "cpu_quick"],
+    "experiments/antimasking.py": [None, "cpu_quick"],
     "experiments/sampling.py": [None],
 }
 CASES = [(f, a) for f, args in SWEEPS.items() for a in args]
