@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy.fft import dct
 from scipy.signal import stft
+from scipy.special import ndtri
 
 
 def levenshtein(a: Sequence, b: Sequence) -> int:
@@ -148,13 +149,14 @@ def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, fl
 
 
 def bootstrap_interval(items: Sequence, statistic, n_boot: int = 1000, seed: int = 0,
-                       level: float = 0.95, basic: bool = False) -> tuple[float, float]:
+                       level: float = 0.95, method: str = "percentile") -> tuple[float, float]:
     """Bootstrap interval of `statistic(items)`: the items (one per prompt) are resampled with
     replacement `n_boot` times with a fixed seed, so the interval is reproducible; NaN when
-    fewer than 2 items. Percentile interval (q_lo, q_hi) of the resampled statistics, or with
-    `basic` the basic (reverse-percentile) interval (2 s - q_hi, 2 s - q_lo), s = the statistic
-    on the items: for a plug-in statistic that resampling itself biases (a divergence between
-    token distributions rises when samples repeat), the basic interval cancels that shift."""
+    fewer than 2 items. `method`: "percentile", the (q_lo, q_hi) quantiles of the resampled
+    statistics; "normal", s -/+ z sd of them (s = the statistic on the items): for a plug-in
+    statistic that resampling itself shifts (a divergence between token distributions rises
+    when samples repeat), the percentile interval need not hold s, while s -/+ z sd states the
+    statistic's sampling spread at this sample size around the value reported."""
     n = len(items)
     if n < 2:
         return (math.nan, math.nan)
@@ -165,11 +167,12 @@ def bootstrap_interval(items: Sequence, statistic, n_boot: int = 1000, seed: int
     if len(stats) == 0:
         return (math.nan, math.nan)
     a = (1 - level) / 2
-    q_lo, q_hi = float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
-    if basic:
-        s = float(statistic(list(items)))
-        return (2 * s - q_hi, 2 * s - q_lo)
-    return (q_lo, q_hi)
+    if method == "normal":
+        s, z = float(statistic(list(items))), float(ndtri(1 - a))
+        return (s - z * float(stats.std(ddof=1)), s + z * float(stats.std(ddof=1)))
+    if method != "percentile":
+        raise ValueError(f"method must be 'percentile' or 'normal', got {method!r}")
+    return (float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a)))
 
 
 def mean_interval(values: Sequence[float], binary: bool = False, seed: int = 0
@@ -205,8 +208,9 @@ def _js_rows(counts: np.ndarray, q: np.ndarray) -> np.ndarray:
 def text_statistics_interval(generated: Sequence[Sequence[int]],
                              held_out: Iterable[Sequence[int]], n_boot: int = 1000,
                              seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Basic bootstrap intervals (bootstrap_interval(..., basic=True), the same resamples) of
-    text_statistics' unigram_js, bigram_js and repetition_rate over the generated samples,
+    """Normal bootstrap intervals (bootstrap_interval(..., method="normal"), the same
+    resamples) of text_statistics' unigram_js, bigram_js and repetition_rate over the generated
+    samples (s -/+ 1.96 sd of the resampled statistic),
     vectorised: each sample's unigram and bigram counts are one row of a matrix, a resample is
     a row of multiplicities, and the JS divergence of every resample is one matrix product."""
     gen = [list(g) for g in generated]
@@ -240,8 +244,6 @@ def text_statistics_interval(generated: Sequence[Sequence[int]],
                        for s in gen])
     ok = np.isfinite(reps)
     out["repetition_rate"] = (mult[:, ok] @ reps[ok]) / np.maximum(mult[:, ok].sum(axis=1), 1)
-    res = {}
-    for k, stats in out.items():
-        q_lo, q_hi = np.quantile(stats, 0.025), np.quantile(stats, 0.975)
-        res[k] = (float(2 * point[k] - q_hi), float(2 * point[k] - q_lo))
-    return res
+    z = float(ndtri(0.975))
+    return {k: (float(point[k] - z * stats.std(ddof=1)), float(point[k] + z * stats.std(ddof=1)))
+            for k, stats in out.items()}

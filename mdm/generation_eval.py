@@ -18,7 +18,7 @@ per prompt, with 95% intervals.
 `score_task` returns a TaskScore: the metrics, each metric's 95% interval over prompts (Wilson
 for 0/1 outcomes such as accuracies and exact match; the percentile bootstrap of the mean for
 CER, MCD and duration error; for the text statistics, which are corpus-level, the bootstrap over
-generated samples, basic interval) and the per-prompt values (so two settings can be compared prompt by
+generated samples: the value -/+ 1.96 bootstrap s.d.) and the per-prompt values (so two settings can be compared prompt by
 prompt). `evaluate_task` is the flat form: metrics with `<metric>_lo` / `<metric>_hi`.
 """
 from __future__ import annotations

@@ -89,5 +89,5 @@ def test_vectorised_text_intervals_equal_the_plain_bootstrap():
     fast = text_statistics_interval(gen, ref, n_boot=150, seed=3)
     for k in ("unigram_js", "bigram_js", "repetition_rate"):
         slow = bootstrap_interval(gen, lambda s, k=k: text_statistics(s, ref)[k], n_boot=150,
-                                  seed=3, basic=True)
+                                  seed=3, method="normal")
         assert fast[k] == pytest.approx(slow, abs=1e-9), k
