@@ -48,10 +48,10 @@ def _frame():
         # caption from the same image runs: lower CER wins
         _row("image", {"i2t.cer": 0.9}, steps=16, sampler="ancestral", guidance=0.0),
         _row("image", {"i2t.cer": 0.5}, steps=64, sampler="ancestral", guidance=3.0),
-        # t2s: lower MCD; two seeds of one setting average to 15 > 12
-        _row("audio", {"t2s.mcd_db": 9.0}, steps=16, guidance=1.0),
-        _row("audio", {"t2s.mcd_db": 21.0}, steps=16, guidance=1.0),
-        _row("audio", {"t2s.mcd_db": 12.0}, steps=64, guidance=3.0, sampler="confidence"),
+        # t2s: higher word accuracy; two seeds of one setting average to 0.6 < 0.7
+        _row("audio", {"t2s.word_accuracy": 0.9}, steps=16, guidance=1.0),
+        _row("audio", {"t2s.word_accuracy": 0.3}, steps=16, guidance=1.0),
+        _row("audio", {"t2s.word_accuracy": 0.7}, steps=64, guidance=3.0, sampler="confidence"),
         # text: a tie on bigram_js goes to fewer steps
         _row("text", {"text.bigram_js": 0.30}, steps=64, temperature=0.7),
         _row("text", {"text.bigram_js": 0.30}, steps=16, temperature=0.9),
@@ -84,7 +84,7 @@ def test_choose_defaults_t2i_falls_back_to_the_mean_attribute_accuracy():
 
 def test_choose_defaults_bad_input():
     assert choose_defaults(pd.DataFrame([{"run_id": "a", "done": True}])) == {}
-    no_settings = pd.DataFrame([{"run_id": "a", "done": True, "summary.sampling.t2s.mcd_db": 3.0}])
+    no_settings = pd.DataFrame([{"run_id": "a", "done": True, "summary.sampling.t2s.word_accuracy": 0.3}])
     with pytest.raises(StudyError, match="setting column"):
         choose_defaults(no_settings)
     with pytest.raises(StudyError, match="unknown task"):
@@ -255,7 +255,7 @@ def test_sample_writes_a_contract_run_dir_with_finite_metrics(tiny_demo_run, tmp
     summary = run_sampling(c, work)
     assert rc.validate_run_dir(work)["status"] == "done"
     s = summary["sampling"]
-    want = {"text": "bigram_js", "t2i": "attribute_accuracy", "t2s": "mcd_db", "i2t": "cer",
+    want = {"text": "bigram_js", "t2i": "attribute_accuracy", "t2s": "word_accuracy", "i2t": "cer",
             "s2t": "cer"}
     for task, metric in want.items():
         assert s[task] and all(math.isfinite(v) for v in s[task].values()), (task, s[task])
@@ -320,7 +320,7 @@ def test_intervals_mark_settings_beyond_noise_and_the_module_text_is_the_choice(
             ("t2i", "image", "attribute_accuracy", [(0.8, 0.7, 0.9), (0.75, 0.65, 0.85),
                                                     (0.3, 0.2, 0.4)]),
             ("i2t", "image", "cer", [(0.2, 0.1, 0.3), (0.9, 0.8, 1.0)]),
-            ("t2s", "audio", "mcd_db", [(10.0, 9.0, 11.0), (10.5, 9.5, 11.5)]),
+            ("t2s", "audio", "word_accuracy", [(0.5, 0.4, 0.6), (0.45, 0.35, 0.55)]),
             ("s2t", "audio", "cer", [(0.3, 0.2, 0.4), (0.35, 0.25, 0.45)]),
             ("text", "text", "bigram_js", [(0.3, 0.28, 0.32), (0.5, 0.48, 0.52)])):
         for i, (v, lo, hi) in enumerate(vals):
