@@ -57,6 +57,41 @@ def prepare_data(data_root: str, scale: str, seq_len: int, demo_dir: str = ""
     return demo, shards, load_manifest(shards)
 
 
+def load_demo_data(data_root: str, scale: str, seq_len: int, demo_dir: str = ""
+                   ) -> tuple[Any, str, dict[str, Any]] | None:
+    """prepare_data, or None after one `error:` line on stderr when what the demo data needs
+    is missing (espeak-ng, the Debian text packages): the message names the fix."""
+    from mdm.demo_data.speech import EspeakNotFoundError
+    from mdm.demo_data.text import TextCorpusTooSmallError
+    try:
+        return prepare_data(data_root, scale, seq_len, demo_dir)
+    except (EspeakNotFoundError, TextCorpusTooSmallError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def quiet_absl() -> None:
+    """absl flags marked parsed (grain reads them) and absl logging at WARNING: what a
+    pipeline that trains or samples in-process needs before it starts."""
+    from absl import flags, logging as absl_logging
+    flags.FLAGS.mark_as_parsed()
+    absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+class Laps:
+    """Wall time of a pipeline's consecutive stages: `laps(name)` records under `name` the
+    seconds since the previous call (or since construction); `laps.timings` holds them."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = now - self._t0
+        self._t0 = now
+
+
 def launch_sweep(runs_root: str, shards: str, manifest: dict[str, Any], sweep_arg: str,
                  parallel: int, experiment: str = "experiments/demo.py") -> Any:
     """Run a sweep of `experiment` (default experiments/demo.py; any experiment file whose sweep
@@ -448,29 +483,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--demo_dir", default="", help="use an already built demo data set")
     a = ap.parse_args(argv)
-    from absl import flags, logging as absl_logging
-    flags.FLAGS.mark_as_parsed()
-    absl_logging.set_verbosity(absl_logging.WARNING)
+    quiet_absl()
     from mdm.startup import enable_compilation_cache
     enable_compilation_cache()        # this process samples; the trainers it spawns do the same
     from experiments.demo import SEQ_LEN
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal t0
-        timings[name] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-
+    lap = Laps()
+    timings = lap.timings
     os.makedirs(a.out, exist_ok=True)
     _say(f"1-2/7 demo data ({a.scale}) and token shards (cached after the first run)")
-    from mdm.demo_data.speech import EspeakNotFoundError
-    from mdm.demo_data.text import TextCorpusTooSmallError
-    try:
-        demo, shards, manifest = prepare_data(a.data, a.scale, SEQ_LEN, a.demo_dir)
-    except (EspeakNotFoundError, TextCorpusTooSmallError) as e:   # what is missing, and the fix
-        print(f"error: {e}", file=sys.stderr)
+    data = load_demo_data(a.data, a.scale, SEQ_LEN, a.demo_dir)
+    if data is None:
         return 2
+    demo, shards, manifest = data
     lap("data")
     sweep_arg = "grid,sizes=w8+w16+w32,budgets=5e9+1e10,tokens=-1" if a.quick else "grid"
     sweep = "demo"

@@ -39,7 +39,6 @@ import math
 import os
 import shutil
 import sys
-import time
 from typing import Any
 
 from mdm.run_contract import GENERATION_TASKS
@@ -229,6 +228,18 @@ def plot_learning_curves(run_dir: str, path: str) -> dict[str, Any]:
     return curves
 
 
+def _errorbar(ax: Any, xs: list[float], scores: list[dict[str, Any]], m: str) -> None:
+    """Metric `m` of each score dict at xs, with its 95% interval (`<m>_lo` / `<m>_hi`) as
+    asymmetric error bars (clipped at 0 where an interval does not hold the value)."""
+    pts = [(x, s) for x, s in zip(xs, scores) if m in s]
+    if not pts:
+        return
+    ys = [s[m] for _, s in pts]
+    lo = [max(0.0, s[m] - s.get(f"{m}_lo", s[m])) for _, s in pts]
+    hi = [max(0.0, s.get(f"{m}_hi", s[m]) - s[m]) for _, s in pts]
+    ax.errorbar([x for x, _ in pts], ys, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=m)
+
+
 def plot_score_vs_tokens(points: list[dict[str, Any]], path: str) -> None:
     """Each task's decisive metric (with its 95% interval) at the scored checkpoints."""
     plt = _plt()
@@ -237,16 +248,7 @@ def plot_score_vs_tokens(points: list[dict[str, Any]], path: str) -> None:
     for ax, t in zip(axes if len(tasks) > 1 else [axes], tasks):
         metrics = ["digit", "shape", "colour", "position"] if t == "t2i" else [DECISIVE[t]]
         for m in metrics:
-            xs, ys, lo, hi = [], [], [], []
-            for p in points:
-                s = p["scores"].get(t, {})
-                if m in s:
-                    xs.append(p["tokens"])
-                    ys.append(s[m])
-                    lo.append(max(0.0, s[m] - s.get(f"{m}_lo", s[m])))
-                    hi.append(max(0.0, s.get(f"{m}_hi", s[m]) - s[m]))
-            if xs:
-                ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=m)
+            _errorbar(ax, [p["tokens"] for p in points], [p["scores"].get(t, {}) for p in points], m)
         for tt, m, bound, _ in TARGETS:
             if tt == t:
                 ax.axhline(bound, color="grey", lw=0.6, ls="--")
@@ -265,13 +267,7 @@ def plot_guidance(rows: list[dict[str, Any]], path: str) -> None:
                                        ("t2s", ("word_accuracy",)))):
         rs = sorted((r for r in rows if r["task"] == t), key=lambda r: r["guidance"])
         for m in metrics:
-            ws = [r["guidance"] for r in rs if m in r["scores"]]
-            ys = [r["scores"][m] for r in rs if m in r["scores"]]
-            lo = [max(0.0, r["scores"][m] - r["scores"].get(f"{m}_lo", r["scores"][m]))
-                  for r in rs if m in r["scores"]]
-            hi = [max(0.0, r["scores"].get(f"{m}_hi", r["scores"][m]) - r["scores"][m])
-                  for r in rs if m in r["scores"]]
-            ax.errorbar(ws, ys, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=m)
+            _errorbar(ax, [r["guidance"] for r in rs], [r["scores"] for r in rs], m)
         ax.set(title=f"{t}: score vs guidance weight", xlabel="guidance weight w",
                ylabel="accuracy", ylim=(-0.02, 1.02))
         ax.legend(fontsize=7)
@@ -388,7 +384,7 @@ def write_report(out: str, info: dict[str, Any]) -> str:
         o, p = final.get(t, {}), info["prior"].get(t, {})
         L.append(f"- **{t.upper()}** ({what}, {info['samplers'][t]}): CER {_ci(o, 'cer')}, exact "
                  f"match {_ci(o, 'exact_match')} with the reference's length in tokens (oracle); "
-                 f"without it (every output {info['prior_len'].get(t, '?')} tokens, the training "
+                 f"without it (every output {p.get('prior_length', float('nan')):.0f} tokens, the training "
                  f"split's most common length): CER {_ci(p, 'cer')}, exact match "
                  f"{_ci(p, 'exact_match')}.")
     tx, b = final.get("text", {}), info["text_baselines"]
@@ -485,31 +481,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--study", action="store_true",
                     help="also run the sampling-defaults study on the checkpoint")
     a = ap.parse_args(argv)
-    from absl import flags, logging as absl_logging
-    flags.FLAGS.mark_as_parsed()
-    absl_logging.set_verbosity(absl_logging.WARNING)
+    from launch.demo import Laps, load_demo_data, quiet_absl
+    quiet_absl()
     from mdm.startup import enable_compilation_cache
     enable_compilation_cache()
     from experiments import sampling as S
     from experiments.showcase import SEQ_LEN
-    from launch.demo import prepare_data
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal t0
-        timings[name] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-
+    lap = Laps()
     os.makedirs(a.out, exist_ok=True)
     _say("1/6 demo data and token shards (cached by `make demo`)")
-    from mdm.demo_data.speech import EspeakNotFoundError
-    from mdm.demo_data.text import TextCorpusTooSmallError
-    try:
-        demo, shards, manifest = prepare_data(a.data, a.scale, SEQ_LEN, a.demo_dir)
-    except (EspeakNotFoundError, TextCorpusTooSmallError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    data = load_demo_data(a.data, a.scale, SEQ_LEN, a.demo_dir)
+    if data is None:
         return 2
+    demo, shards, manifest = data
     lap("data")
     _say(f"2/6 training experiments/showcase.py:{a.sweep} (resumable; Ctrl-C stops at a checkpoint)")
     try:
@@ -552,13 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     score_root = os.path.join(a.out, "showcase-score")
     t2i_grid(score_root, os.path.join(out, "t2i_samples.png"))
     examples = save_examples(score_root, out)
-    from mdm.generation_eval import prior_length
     from mdm.generation_tasks import DEFAULTS
-
-    class _Tok:   # prior_length wants gen.tokenizers["text"]
-        tokenizers = {"text": demo.tokenizer("text")}
-    prior_len = {"i2t": prior_length(_Tok, [r["caption"] for r in demo.image_text("train")[1]]),
-                 "s2t": prior_length(_Tok, [r["text"] for r in demo.audio_text("train")[1]])}
     text_dir = os.path.join(score_root, "text-final", "samples", "text")
     text_samples = []
     if os.path.exists(os.path.join(text_dir, "samples.json")):
@@ -573,16 +551,15 @@ def main(argv: list[str] | None = None) -> int:
         "size": os.path.basename(run_dir).split("-")[0], "run_dir": run_dir,
         "run": {k: run_summary.get(k) or resolved.get(k) for k in
                 ("params_total", "params_non_embedding", "tokens", "steps", "wall_s")},
-        "prompts": a.prompts, "final": final, "prior": prior, "prior_len": prior_len,
+        "prompts": a.prompts, "final": final, "prior": prior,
         "targets": rows, "curve": curve, "curve_reading": _curve_reading(curve, rows),
         "guidance": grows, "guidance_reading": _guidance_reading(grows),
         "samplers": {t: f"{c.method}, {c.steps} steps, T={c.temperature:g}, w={c.guidance:g}"
                      for t, c in DEFAULTS.items()},
         "text_baselines": text_baselines(demo, demo.tokenizer("text"), a.prompts, 48),
         "text_samples": text_samples, "examples": examples, "checker_ceiling": ceiling,
-        "score_root": score_root, "timings": timings}
+        "score_root": score_root, "timings": lap.timings}
     lap("report")
-    info["timings"] = timings
     path = write_report(out, info)
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump({k: v for k, v in info.items() if k not in ("text_samples",)}, f, indent=2,

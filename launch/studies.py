@@ -29,7 +29,6 @@ import json
 import math
 import os
 import sys
-import time
 from typing import Any
 
 from mdm.run_contract import MODALITIES as MODS
@@ -600,23 +599,18 @@ def main(argv: list[str] | None = None) -> int:
     if a.parallel < 1:
         print(f"error: --parallel: must be >= 1, got {a.parallel}", file=sys.stderr)
         return 2
-    from absl import flags, logging as absl_logging
-    flags.FLAGS.mark_as_parsed()
-    absl_logging.set_verbosity(absl_logging.WARNING)
     from experiments.demo import SEQ_LEN
-    from launch.demo import launch_sweep, prepare_data
-    from mdm.demo_data.speech import EspeakNotFoundError
-    from mdm.demo_data.text import TextCorpusTooSmallError
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    from launch.demo import Laps, launch_sweep, load_demo_data, quiet_absl
+    quiet_absl()
+    lap = Laps()
+    timings = lap.timings
     os.makedirs(a.out, exist_ok=True)
     _say(f"1/3 demo data ({a.scale}) and token shards (cached)")
-    try:
-        _, shards, manifest = prepare_data(a.data, a.scale, SEQ_LEN, a.demo_dir)
-    except (EspeakNotFoundError, TextCorpusTooSmallError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    data = load_demo_data(a.data, a.scale, SEQ_LEN, a.demo_dir)
+    if data is None:
         return 2
-    timings["data"] = time.perf_counter() - t0
+    _, shards, manifest = data
+    lap("data")
     sweeps: dict[str, str] = {}
     failed_runs: dict[str, list[str]] = {}
     for i, study in enumerate(only):
@@ -624,7 +618,6 @@ def main(argv: list[str] | None = None) -> int:
         kind = quick if a.quick else full
         _say(f"2/3 study {i + 1}/{len(only)} {study}: {exp} sweep {kind} (local executor, "
              f"{a.parallel} at a time; finished runs reused)")
-        t0 = time.perf_counter()
         try:
             sr = launch_sweep(a.out, shards, manifest, kind, a.parallel, experiment=exp)
         except KeyboardInterrupt:
@@ -635,9 +628,8 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"{len(sr.failed)} run(s) of {sr.name} failed (logs: {a.out}/{sr.name}/"
                  ".launch/logs); analysing what finished")
         sweeps[study] = sr.name
-        timings[study] = time.perf_counter() - t0
+        lap(study)
     _say("3/3 analysis, figures and report")
-    t0 = time.perf_counter()
     import warnings
 
     import numpy as np
@@ -660,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(out, exist_ok=True)
     with np.errstate(all="ignore"):
         figures = draw_figures(results, out)
-    timings["analysis"] = time.perf_counter() - t0
+    lap("analysis")
     run_seconds = {}
     for study, sweep in sweeps.items():
         r = rs.sweep(f"^{sweep}$").runs

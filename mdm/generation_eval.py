@@ -10,7 +10,7 @@ per prompt, with 95% intervals.
   i2t      held-out images -> captions: exact match and character error rate. The caption's
            length in tokens is given to the sampler (masked diffusion fills a fixed canvas):
            `lengths="oracle"` uses the reference's length, `lengths="prior"` the training
-           split's most common length for that task (no oracle)
+           split's most common length for that task (no oracle; kept as `prior_length`)
   s2t      held-out speech -> transcripts, scored and lengthed as i2t
   text     unconditional samples of `text_len` tokens: unigram / bigram JS divergence against
            the held-out text, repetition rate
@@ -80,10 +80,10 @@ def _from_items(items: dict[str, np.ndarray], seed: int) -> tuple[dict, dict, di
     return metrics, intervals, {k: [float(x) for x in v] for k, v in items.items()}
 
 
-def prior_length(gen: Any, texts: list[str]) -> int:
+def prior_length(tokenizer: Any, texts: list[str]) -> int:
     """The most common token length of `texts` (the training split's captions / transcripts):
     the no-oracle length given to the sampler."""
-    lens = collections.Counter(len(gen.tokenizers["text"].encode(t)) for t in texts)
+    lens = collections.Counter(len(tokenizer.encode(t)) for t in texts)
     return max(1, lens.most_common(1)[0][0])
 
 
@@ -111,9 +111,8 @@ def score_task(gen: Any, demo: Any, task: str, cfg: SamplerConfig, num: int = 16
             m["num_digits"] = int(np.isfinite(hits.get("digit", np.zeros(0))).sum())
             m["num_shapes"] = int(np.isfinite(hits.get("shape", np.zeros(0))).sum())
             return TaskScore(m, iv, items, out, captions)
-        train = [r["caption"] for r in demo.image_text("train")[1]] if lengths == "prior" else []
-        out = gen.i2t(images, _lengths(gen, captions, train, lengths), cfg, seed)
-        return _text_match(out, captions, seed)
+        return _to_text(gen, gen.i2t, images, captions, lengths, cfg, seed,
+                        lambda: [r["caption"] for r in demo.image_text("train")[1]])
     if task in ("t2s", "s2t"):
         waves, recs = demo.audio_text("valid")
         # round-robin over the spoken words (the split is stored sorted by word)
@@ -133,9 +132,8 @@ def score_task(gen: Any, demo: Any, task: str, cfg: SamplerConfig, num: int = 16
                      "word_accuracy": (np.asarray(pred) == labels).astype(np.float64)}
             m, iv, items = _from_items(items, seed)
             return TaskScore(m, iv, items, out, texts)
-        train = [r["text"] for r in demo.audio_text("train")[1]] if lengths == "prior" else []
-        out = gen.s2t(waves, _lengths(gen, texts, train, lengths), cfg, seed)
-        return _text_match(out, texts, seed)
+        return _to_text(gen, gen.s2t, waves, texts, lengths, cfg, seed,
+                        lambda: [r["text"] for r in demo.audio_text("train")[1]])
     if task == "text":
         out = gen.text(num, text_len, cfg, seed=seed + offset)
         tok = gen.tokenizers["text"]
@@ -158,10 +156,20 @@ def evaluate_task(gen: Any, demo: Any, task: str, cfg: SamplerConfig, num: int =
     return s.flat(), s.outputs, s.prompts
 
 
-def _lengths(gen: Any, refs: list[str], train: list[str], how: str) -> list[int]:
-    if how == "oracle":
-        return [len(gen.tokenizers["text"].encode(c)) for c in refs]
-    return [prior_length(gen, train)] * len(refs)
+def _to_text(gen: Any, sample: Any, media: Any, refs: list[str], lengths: str,
+             cfg: SamplerConfig, seed: int, train_texts: Any) -> TaskScore:
+    """i2t / s2t: `sample(media, token lengths, cfg, seed)` scored against `refs`; the lengths
+    are the references' ("oracle") or, for every output, prior_length of `train_texts()`
+    ("prior", recorded as the metric `prior_length`)."""
+    tok = gen.tokenizers["text"]
+    if lengths == "oracle":
+        lens = [len(tok.encode(r)) for r in refs]
+    else:
+        lens = [prior_length(tok, train_texts())] * len(refs)
+    s = _text_match(sample(media, lens, cfg, seed), refs, seed)
+    if lengths == "prior":
+        s.metrics["prior_length"] = lens[0] if lens else 0
+    return s
 
 
 def _text_match(hyp: list[str], ref: list[str], seed: int) -> TaskScore:

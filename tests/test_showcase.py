@@ -38,6 +38,7 @@ def test_reduced_showcase_writes_every_artefact(tiny_demo, tmp_path, repo_root):
         assert lo <= r["value"] <= hi
     for t in ("i2t", "s2t"):           # with and without the length oracle
         assert np.isfinite(rep["prior"][t]["cer"])
+        assert rep["prior"][t]["prior_length"] >= 1 and "prior_length" not in rep["final"][t]
     # the per-prompt scores travel with the samples
     items = json.loads((out / "showcase-score" / "t2i-final" / "samples" / "t2i" / "items.json")
                        .read_text())
