@@ -10,7 +10,8 @@ import pytest
 
 from mdm.evaluation import evaluate, make_eval_step
 from mdm.objective import (Batch, ObjectiveConfig, corrupt, elbo_sums, gauss_legendre_grid,
-                           loss_from_sums, modality_log_softmax, ratio_with_se, sample_times)
+                           loss_from_sums, modality_log_softmax, ratio_with_se, sample_times,
+                           token_nll)
 from mdm.schedules import ModalitySchedules
 from mdm.token_space import TokenSpace, pair_sequence
 
@@ -131,6 +132,36 @@ def test_logit_masking_gives_no_probability_to_other_modalities():
     # bf16 logits still give a float32 loss
     out = modality_log_softmax(logits.astype(jnp.bfloat16), mod, space)
     assert out.dtype == jnp.float32
+
+
+def test_token_nll_is_minus_the_log_probability_within_the_tokens_own_modality():
+    """The per-range logsumexp of token_nll against an independent float64 numpy softmax over
+    each position's own range, for tokens of every modality; and its gradient against the
+    gradient of the masked full-vocabulary log-softmax (modality_log_softmax)."""
+    space = TokenSpace(text_vocab=10, image_vocab=7, audio_vocab=5, pad_vocab_to=8)
+    table = space.range_table()
+    rng = np.random.default_rng(3)
+    B, Lq = 3, 12
+    logits = jnp.asarray(rng.normal(size=(B, Lq, space.vocab_size)) * 4, jnp.float32)
+    mods = rng.integers(1, 4, size=(B, Lq))
+    toks = np.array([[rng.integers(*table[m]) for m in row] for row in mods], np.int32)
+    nll = np.asarray(token_nll(logits, jnp.asarray(toks), space), np.float64)
+    x = np.asarray(logits, np.float64)
+    for b in range(B):
+        for i in range(Lq):
+            lo, hi = table[mods[b, i]]
+            z = x[b, i, lo:hi]
+            ref = np.log(np.exp(z - z.max()).sum()) + z.max() - x[b, i, toks[b, i]]
+            assert nll[b, i] == pytest.approx(ref, rel=1e-5, abs=1e-5)
+    w = jnp.asarray(rng.normal(size=(B, Lq)), jnp.float32)
+
+    def masked_ref(lg):
+        lp = modality_log_softmax(lg, space.modality_of(jnp.asarray(toks)), space)
+        return -(jnp.take_along_axis(lp, jnp.asarray(toks)[..., None], -1)[..., 0] * w).sum()
+
+    g_new = jax.grad(lambda lg: (token_nll(lg, jnp.asarray(toks), space) * w).sum())(logits)
+    np.testing.assert_allclose(np.asarray(g_new), np.asarray(jax.grad(masked_ref)(logits)),
+                               atol=1e-5)
 
 
 def test_antithetic_times_cover_every_stratum_once():
