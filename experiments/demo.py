@@ -17,16 +17,19 @@ Config argument: size (a ladder name, e.g. w32 or s0), tokens (the run's budget)
 and data.path: "shards" with the demo's token shards), lr.
 
 Sweeps (the argument picks one):
-  grid    (default) sizes w8, w16, w32, w64 x compute budgets (FLOPs) 1e11, 2e11, 4e11: one
-          run per size to the token count of the largest budget (0.3M-4M tokens), with
-          cooldown branches at the others (IsoFLOP profiles: every budget sees every size);
+  grid    (default) sizes w8, w16, w32, w64 x compute budgets (FLOPs) 4e11, 8e11, 1.6e12,
+          diagonal: a size runs the budgets where its tokens per parameter D/N lie in
+          `band` (default 5-1500), so every budget sees the 3-4 sizes around its optimum; one
+          run per size to its largest budget (1.3M-16M tokens), with cooldown branches at the
+          others;
           `tokens=5e5+1e6` adds common token counts (every size at the same D);
   heldout one run at `size` and `compute` FLOPs, which no fit has seen (launch/demo.py picks
           both from the fitted law and checks its prediction);
   smoke   two w16 runs of 8 and 12 steps: what the launcher tests submit;
   mh      one 8-step w16 run that wants 2 hosts (the multi-process launcher test).
 Any sweep takes `sizes=w16+w32`, `budgets=1e11+2e11`, `tokens=5e5+1e6` (common token counts;
--1 for none), `mix=...`, `source=...`, `path=...`.
+-1 for none), `band=5+1500` (grid: D/N range; 0+0 = every size at every budget), `mix=...`,
+`source=...`, `path=...`.
 The same study at pod scale is experiments/scaling.py (ladder rungs, paper-scale data); see
 README "A scaling study".
 """
@@ -46,7 +49,11 @@ STUDY = "isoflop"   # config.study (mdm.run_contract.STUDIES): an IsoFLOP design
 SEQ_LEN, BATCH = 128, 16
 BASE = (32, 2, 16)       # CompleteP base shape of the micro family: width, depth, head dim
 DECAY_FRACTION = 0.2     # each budget's last 20% is its cooldown
-WARMUP = 0.02            # of the run's largest token count
+WARMUP = 2e5             # tokens (~100 steps), the same for every run and size; a run shorter
+                         # than 5x that warms up over its first 10%. A warmup of 2% of each
+                         # run tied warmup to the run's length: w32 on 1.6M tokens scored 7.26
+                         # text bits with 2% (32k tokens) and 6.77 with 2e5 (measured), which
+                         # confounded D with the warmup in the fitted laws.
 EVAL_EXAMPLES = 384      # fixed across runs: 128 per modality, at 6 quadrature nodes in t
 ARGS = dict(size="w32", tokens=1e6, cooldowns=(0.0,), mix="tri", source="synthetic", path="",
             lr=0.0, heldout=False)
@@ -72,13 +79,20 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.data.update(source=a.source, path=a.path, seq_len=SEQ_LEN)
     c.train.update(total_tokens=a.tokens, physical_batch=BATCH,
                    cooldowns=tuple(float(x) for x in a.cooldowns if x > 0))
-    c.optimizer.update(decay="wsd", decay_fraction=DECAY_FRACTION, warmup=WARMUP, min_lr_ratio=0.0)
+    c.optimizer.update(decay="wsd", decay_fraction=DECAY_FRACTION, warmup=warmup_tokens(a.tokens),
+                       min_lr_ratio=0.0)
     if a.lr:
         c.optimizer.lr = a.lr
     c.eval.update(every=0.0, num_t=6, num_examples=EVAL_EXAMPLES, batch_size=64, at_start=False)
     c.checkpoint.update(every=0.25, keep=1, permanent=())
     c.logging.update(every_steps=20, progress=False)
     return c
+
+
+def warmup_tokens(total_tokens: float) -> float:
+    """The warmup of a run of `total_tokens`: WARMUP tokens, or 10% of a run under 5 x WARMUP
+    (launcher smoke runs); a fraction <= 1 as mdm.optim.resolve_duration reads it."""
+    return WARMUP if total_tokens >= 5 * WARMUP else 0.1
 
 
 def study_config(size: str, tokens: float, source: str = "synthetic", path: str = "",
@@ -104,21 +118,33 @@ def flops_per_token(size: str) -> float:
     return ladder.flops_per_token(get_config(f"size={size}"))
 
 
+@functools.lru_cache(maxsize=None)
+def params(size: str) -> float:
+    """N of a demo model: non-embedding parameters (transformer + output head), the laws' N."""
+    return float(ladder.param_counts(get_config(f"size={size}"))["params_non_embedding"])
+
+
 def budget_tokens(size: str, compute: float) -> float:
     """Tokens that spend `compute` FLOPs at `size`, rounded to whole steps."""
     step = SEQ_LEN * BATCH
     return max(1, round(compute / flops_per_token(size) / step)) * step
 
 
+# The grid is a diagonal IsoFLOP design: a size runs the budgets at which its tokens per
+# parameter D/N lie in BAND, so each budget sees the sizes around its compute-optimal one
+# (~200 tokens per parameter at 1.6e12 FLOPs on this data, measured) and no run is spent where
+# a size is hopelessly over- or under-trained (w8 at 3.2e12 would be 32M tokens for a point far
+# on the data-rich side). `band=0+0` runs every size at every budget.
+BAND = (5.0, 1500.0)
 KINDS = {
-    "grid": dict(sizes=("w8", "w16", "w32", "w64"), budgets=(1e11, 2e11, 4e11)),
+    "grid": dict(sizes=("w8", "w16", "w32", "w64"), budgets=(4e11, 8e11, 1.6e12)),
     "heldout": dict(sizes=("w16",), budgets=(1.2e12,)),
     "smoke": dict(sizes=("w16",), budgets=()),
     "mh": dict(sizes=("w16",), budgets=()),
 }
 SMOKE_TOKENS = {"smoke": (8 * SEQ_LEN * BATCH, 12 * SEQ_LEN * BATCH), "mh": (8 * SEQ_LEN * BATCH,)}
 SWEEP_ARGS = dict(kind="grid", sizes=("",), budgets=(0.0,), tokens=(0.0,), size="", compute=0.0,
-                  mix="tri", source="synthetic", path="")
+                  mix="tri", source="synthetic", path="", band=BAND)
 
 
 def sweep(arg: str | None = None) -> Sweep:
@@ -145,14 +171,24 @@ def sweep(arg: str | None = None) -> Sweep:
     step = SEQ_LEN * BATCH
     common_d = [max(1, round(t / step)) * step for t in (a.tokens if given_tokens else
                                                           k.get("tokens", ())) if t > 0]
+    lo_band, hi_band = (a.band + (0.0, 0.0))[:2]
+    if a.kind == "grid" and hi_band > 0:
+        inside = {s: [c for c in budgets if lo_band <= budget_tokens(s, c) / params(s) <= hi_band]
+                  for s in sizes}
+    else:
+        inside = {s: list(budgets) for s in sizes}
     for size in sizes:
-        toks = {budget_tokens(size, c) for c in budgets}
+        if budgets and not inside[size]:
+            continue      # no budget puts this size inside the band
+        toks = {budget_tokens(size, c) for c in inside[size]}
         # the common token counts (every size at the same D: N's effect at fixed D), unless a
         # budget's point is already within 10% of one
         toks |= {d for d in common_d if all(abs(d / t - 1) > 0.1 for t in toks)}
         # a branch must start after the warmup (a large model's smallest budget may not)
         toks = sorted(toks)
-        toks = [d for d in toks[:-1] if (1 - DECAY_FRACTION) * d > WARMUP * toks[-1] + step] \
+        warm = warmup_tokens(toks[-1])
+        warm = warm * toks[-1] if warm <= 1 else warm
+        toks = [d for d in toks[:-1] if (1 - DECAY_FRACTION) * d > warm + step] \
             + toks[-1:]
         more = dict(heldout=True) if a.kind == "heldout" else {}
         pts.append(Point(f"{size}-t{fmt(toks[-1])}",

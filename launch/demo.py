@@ -496,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     demo, shards, manifest = data
     lap("data")
-    sweep_arg = "grid,sizes=w8+w16+w32,budgets=5e9+1e10,tokens=-1" if a.quick else "grid"
+    sweep_arg = ("grid,sizes=w8+w16+w32,budgets=5e9+1e10,tokens=-1,band=0+0" if a.quick
+                 else "grid")
     sweep = "demo"
     _say(f"3/7 the scaling grid ({sweep_arg}) with the local executor")
     try:

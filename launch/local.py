@@ -6,7 +6,9 @@ Each run is `python -m launch.worker SPEC` (DONE check, SIGTERM forwarding, mult
 on localhost with an explicit coordinator). Ctrl-C (or SIGTERM to this process) asks every
 running run to checkpoint and stop (exit 75); relaunching the same command resumes them.
 
-Options: parallel (runs at once, default 1), python (interpreter for the runs).
+Options: parallel (runs at once, default 1), python (interpreter for the runs), pin (give each
+running run its own share of this process's CPUs, default on when parallel > 1: two unpinned
+runs on 2 cores trained 20% slower, 90k vs 109k tokens/s each for the demo's w16, measured).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import time
 from typing import Any
 
 from launch.executor import CLAIMED_EXIT, Executor, Option, worker_argv
+from launch.worker import AFFINITY_ENV
 from launch.spec import LaunchError, RunSpec
 
 
@@ -29,6 +32,7 @@ class LocalExecutor(Executor):
         "python": Option(str, sys.executable, "interpreter for the runs"),
         "progress": Option(bool, True, "show the grid progress bar"),
         "stop_grace_s": Option(float, 120.0, "seconds to wait for runs to checkpoint on Ctrl-C"),
+        "pin": Option(bool, True, "pin each running single-host run to its own CPUs"),
     }
 
     def check(self) -> None:
@@ -58,15 +62,24 @@ class LocalExecutor(Executor):
             stopping["flag"] = True
 
         old = signal.signal(signal.SIGTERM, stop)
+        # pin only a grid: a lone run keeps every CPU for its own threads
+        groups = cpu_groups(self.opts["parallel"]) if self.opts["pin"] and len(specs) > 1 else []
+        pinned: dict[str, int] = {}          # run id -> index of its CPU group
         try:
             while pending or running:
                 while pending and len(running) < self.opts["parallel"] and not stopping["flag"]:
                     s = pending.pop(0)
                     os.makedirs(os.path.dirname(s.log_path), exist_ok=True)
                     log = open(s.log_path, "a")
+                    free = [i for i in range(len(groups)) if i not in pinned.values()]
+                    cpus = groups[free[0]] if free and s.hosts == 1 else None
+                    run_env = {**env, AFFINITY_ENV: ",".join(map(str, sorted(cpus)))} if cpus \
+                        else env
                     p = subprocess.Popen(worker_argv(s, self.opts["python"]), cwd=s.repo,
-                                         env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                         env=run_env, stdout=subprocess.DEVNULL, stderr=log,
                                          stdin=subprocess.DEVNULL)
+                    if cpus:
+                        pinned[s.run_id] = free[0]
                     running[s.run_id] = (p, log, s)
                 if stopping["flag"]:
                     pending.clear()
@@ -76,6 +89,7 @@ class LocalExecutor(Executor):
                         continue
                     log.close()
                     del running[rid]
+                    pinned.pop(rid, None)
                     results[rid] = p.returncode
                     if p.returncode == CLAIMED_EXIT:
                         write(f"{rid}: skipped, another process is training it (log: "
@@ -111,3 +125,15 @@ class LocalExecutor(Executor):
                 p.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def cpu_groups(parallel: int) -> list[set[int]]:
+    """This process's CPUs split into `parallel` disjoint groups (one per concurrent run), or []
+    when there are fewer CPUs than runs or the platform cannot pin (then runs share them all)."""
+    if parallel < 2 or not hasattr(os, "sched_getaffinity"):
+        return []
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < parallel:
+        return []
+    k = len(cpus) // parallel
+    return [set(cpus[i * k:(i + 1) * k]) for i in range(parallel)]

@@ -198,7 +198,22 @@ def run(spec: RunSpec, python: str = sys.executable, coordinator: str = "",
     return code
 
 
+AFFINITY_ENV = "MDM_CPU_AFFINITY"   # "0,1": the CPUs this worker and its trainer may use
+
+
+def pin_from_env() -> None:
+    """Restrict this worker (and the trainer processes it starts, which inherit it) to the CPUs
+    in $MDM_CPU_AFFINITY, set by the local executor so concurrent runs do not share cores."""
+    v = os.environ.get(AFFINITY_ENV, "")
+    if v and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {int(c) for c in v.split(",")})
+        except (ValueError, OSError) as e:
+            print(f"launch.worker: ignoring {AFFINITY_ENV}={v!r}: {e}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    pin_from_env()
     ap = argparse.ArgumentParser(prog="python -m launch.worker", description=__doc__.split("\n")[0])
     ap.add_argument("spec", help="run spec JSON")
     ap.add_argument("--coordinator", default="", help="explicit jax.distributed coordinator "

@@ -198,15 +198,18 @@ def test_study_sweeps_cover_their_axes():
 
 
 def test_demo_grid_is_an_isoflop_design_of_micro_sizes_with_cooldown_branches():
-    """One WSD run per size; with its branches every size reaches every compute budget (to a
-    step); transformer parameters span more than 10x; `tokens=` adds common token counts."""
+    """One WSD run per size; with its branches a size reaches every compute budget at which its
+    tokens per parameter lie in the band (to a step), and no other; every budget sees at least
+    3 sizes; transformer parameters span more than 10x; `tokens=` adds common token counts."""
     from experiments import ladder
     from mdm.cooldown import plan_branches
     mod = load_module(os.path.join(REPO, "experiments/demo.py"))
     ex = expand(mod, get_sweep(mod, None))
     assert [e.config.model.width for e in ex] == [8, 16, 32, 64]
     budgets = mod.KINDS["grid"]["budgets"]
+    lo, hi = mod.BAND
     trans = []
+    sizes_at = {C: 0 for C in budgets}
     for e in ex:
         c = e.config
         b = build(c)
@@ -215,11 +218,16 @@ def test_demo_grid_is_an_isoflop_design_of_micro_sizes_with_cooldown_branches():
         ends = [br.tokens for br in plan_branches(c, "/x/run", "run", b.tokens_per_step)]
         ends.append(float(c.train.total_tokens))
         fpt = ladder.flops_per_token(c)
-        for C in budgets:     # each budget is hit to within one step of tokens
-            assert min(abs(d * fpt / C - 1) for d in ends) < b.tokens_per_step / min(ends) + 1e-9
         pc = ladder.param_counts(c)
+        n = pc["params_non_embedding"]
+        for C in budgets:     # a budget in the band is hit to within one step of tokens
+            hit = min(abs(d * fpt / C - 1) for d in ends) < b.tokens_per_step / min(ends) + 1e-9
+            assert hit == (lo <= C / fpt / n <= hi), (c.model.width, C)
+            sizes_at[C] += hit
+        assert all(lo <= d / n <= hi for d in ends)
         trans.append(pc["params_non_embedding"] - pc["params_head"])
-        assert b.total_steps <= 2000
+        assert b.total_steps <= 8000
+    assert min(sizes_at.values()) >= 3, sizes_at
     assert max(trans) / min(trans) >= 10
     ex = expand(mod, get_sweep(mod, "grid,sizes=w16+w64,tokens=5e5+1e6"))
     for e in ex:

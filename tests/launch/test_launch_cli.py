@@ -191,7 +191,7 @@ def _write(path, text):
 
 
 def test_status_reads_run_directories(tmp_path, capsys):
-    grid = "experiments/demo.py:grid,sizes=w8+w16+w32+w48+w64+w96+w128+w160+w192"
+    grid = "experiments/demo.py:grid,sizes=w8+w16+w32+w48+w64+w96+w128+w160+w192,band=0+0"
     _, specs = plan(grid, str(tmp_path))
     done, pre, nan, dead, live, queued, missing = specs[:7]
     metric = json.dumps({"step": 5, "tokens": 5120, "loss": 2.5}) + "\n"

@@ -63,3 +63,23 @@ def test_local_sweep_resumes_and_skips_done_runs(tmp_path):
     assert time.time() - t0 < 60
     out = _cli("status", *common[:3]).stdout
     assert "demo-smoke: 2 runs: 2 done" in out
+
+
+def test_cpu_groups_give_each_concurrent_run_its_own_cpus(monkeypatch):
+    from launch import local
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 5}, raising=False)
+    g = local.cpu_groups(2)
+    assert g == [{0, 1}, {2, 3}]                      # disjoint, equal shares
+    assert local.cpu_groups(1) == [] and local.cpu_groups(6) == []   # nothing to split / too few
+
+
+def test_worker_pins_itself_to_the_cpus_the_executor_gave_it(monkeypatch):
+    from launch import worker
+    got = []
+    monkeypatch.setattr(worker.os, "sched_setaffinity", lambda pid, cpus: got.append(cpus),
+                        raising=False)
+    monkeypatch.setenv(worker.AFFINITY_ENV, "2,3")
+    worker.pin_from_env()
+    monkeypatch.setenv(worker.AFFINITY_ENV, "")
+    worker.pin_from_env()                              # unset: no pinning
+    assert got == [{2, 3}]
