@@ -37,6 +37,11 @@ def test_reduced_demo_pipeline_produces_a_valid_report(tiny_demo, tmp_path, repo
     # the held-out run is its own run directory, which no fit read
     heldout_runs = [d for d in (out / "demo-heldout").iterdir() if (d / "DONE").exists()]
     assert len(heldout_runs) == 1
+    # it trains data-parallel over a device per core (the grid's runs: one device each)
+    log = (out / "demo-heldout" / ".launch" / "logs" / f"{heldout_runs[0].name}.log").read_text()
+    import os
+    n = min(2, len(os.sched_getaffinity(0)))
+    assert f"{n} devices ({n} local), cpu" in log
     fits = json.loads((report / "fits.json").read_text())
     assert heldout_runs[0].name not in json.dumps(fits)
     assert set(fits["laws"]["fits"]) == {"text", "image", "audio"}
