@@ -144,7 +144,7 @@ def budget_tokens(size: str, compute: float) -> float:
 # on the data-rich side). `band=0+0` runs every size at every budget.
 BAND = (5.0, 1500.0)
 KINDS = {
-    "grid": dict(sizes=("w8", "w16", "w32", "w64"), budgets=(4e11, 8e11, 1.6e12)),
+    "grid": dict(sizes=("w8", "w16", "w32", "w48", "w64"), budgets=(4e11, 8e11, 1.6e12, 3.2e12)),
     "heldout": dict(sizes=("w16",), budgets=(1.2e12,)),
     "smoke": dict(sizes=("w16",), budgets=()),
     "mh": dict(sizes=("w16",), budgets=()),

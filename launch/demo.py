@@ -407,17 +407,18 @@ def _isoflop_lines(fits: dict[str, Any]) -> list[str]:
                      f"{fits['skipped'].get(f'isoflop_{m}', 'no usable budget')} |")
     L += ["", "| modality | N* ~ C^a | D* ~ C^b |", "|---|---|---|"]
     for m, f in iso.items():
-        L.append(f"| {m} | {_fmt_pl(f.n_opt_law)} | {_fmt_pl(f.d_opt_law)} |")
+        L.append(f"| {m} | {_fmt_pl(f.n_opt_law, 'a')} | {_fmt_pl(f.d_opt_law, 'b')} |")
     L += ["", "![IsoFLOP profiles](isoflop.png) ![frontier](frontier.png)"]
     return L
 
 
-def _fmt_pl(pl: Any) -> str:
+def _fmt_pl(pl: Any, name: str) -> str:
+    """A fitted power law's exponent `name` with its interval: 'a = 0.596 [0.517, 0.676]'."""
     if pl is None:
         return "-"
     ci = pl.ci.get("exponent") if getattr(pl, "ci", None) else None
     e = pl.exponent
-    return f"a = {e:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{e:.3f}"
+    return f"{name} = {e:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{name} = {e:.3f}"
 
 
 def _grid_lines(runs: Any, info: dict[str, Any]) -> list[str]:

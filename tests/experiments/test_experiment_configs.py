@@ -205,7 +205,7 @@ def test_demo_grid_is_an_isoflop_design_of_micro_sizes_with_cooldown_branches():
     from mdm.cooldown import plan_branches
     mod = load_module(os.path.join(REPO, "experiments/demo.py"))
     ex = expand(mod, get_sweep(mod, None))
-    assert [e.config.model.width for e in ex] == [8, 16, 32, 64]
+    assert [e.config.model.width for e in ex] == [8, 16, 32, 48, 64]
     budgets = mod.KINDS["grid"]["budgets"]
     lo, hi = mod.BAND
     trans = []
