@@ -17,11 +17,11 @@ Config argument: size (a ladder name, e.g. w32 or s0), tokens (the run's budget)
 and data.path: "shards" with the demo's token shards), lr.
 
 Sweeps (the argument picks one):
-  grid    (default) sizes w8, w16, w32, w64 x compute budgets (FLOPs) 4e11, 8e11, 1.6e12,
-          diagonal: a size runs the budgets where its tokens per parameter D/N lie in
-          `band` (default 5-1500), so every budget sees the 3-4 sizes around its optimum; one
-          run per size to its largest budget (1.3M-16M tokens), with cooldown branches at the
-          others;
+  grid    (default) sizes w8, w16, w32, w48, w64 x compute budgets (FLOPs) 4e11, 8e11,
+          1.6e12, 3.2e12, diagonal: a size runs the budgets where its tokens per parameter D/N
+          lie in `band` (default 5-1500), so every budget sees the 3-4 sizes around its
+          optimum; one run per size to its largest budget (2.5M-16M tokens), with cooldown
+          branches at the others (16 points);
           `tokens=5e5+1e6` adds common token counts (every size at the same D);
   heldout one run at `size` and `compute` FLOPs, which no fit has seen (launch/demo.py picks
           both from the fitted law and checks its prediction);
