@@ -477,12 +477,13 @@ def _trust_paragraph(laws: Any, heldout: dict[str, Any], runs: Any,
                          for m in ms)
     why = ""
     if better:
-        why += (f"The held-out run is better than predicted for {_errs(better)}: at these "
-                "budgets the loss still falls faster with D than the fitted power law allows, "
-                "so the law underestimates what more compute buys. ")
+        why += (f"The held-out run is better than predicted for {_errs(better)}: either the "
+                "law's form misses how the loss falls at these budgets, or seed-to-seed "
+                "variation (one seed per point and for the held-out run) moved the points; "
+                "more seeds per point tell the two apart. ")
     if worse:
         why += (f"It is worse than predicted for {_errs(worse)}: the law promises more than the "
-                "run delivers. ")
+                "run delivers (or seed variation, as above). ")
     if unresolved:
         why += (f"With {int(np.median([f.n_points for f in laws.fits.values()]))} points for "
                 "5 parameters per modality the bootstrap cannot pin every parameter. ")
