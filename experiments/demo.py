@@ -155,6 +155,7 @@ SWEEP_ARGS = dict(kind="grid", sizes=("",), budgets=(0.0,), tokens=(0.0,), size=
 
 
 def sweep(arg: str | None = None) -> Sweep:
+    from mdm.optim import resolve_duration
     a = parse_arg(arg, SWEEP_ARGS, positional="kind", where="experiments/demo.py sweep")
     if a.kind not in KINDS:
         raise ValueError(f"experiments/demo.py: unknown sweep {a.kind!r}; choose from "
@@ -193,8 +194,7 @@ def sweep(arg: str | None = None) -> Sweep:
         toks |= {d for d in common_d if all(abs(d / t - 1) > 0.1 for t in toks)}
         # a branch must start after the warmup (a large model's smallest budget may not)
         toks = sorted(toks)
-        warm = warmup_tokens(toks[-1])
-        warm = warm * toks[-1] if warm <= 1 else warm
+        warm = resolve_duration(warmup_tokens(toks[-1]), toks[-1])
         toks = [d for d in toks[:-1] if (1 - DECAY_FRACTION) * d > warm + step] \
             + toks[-1:]
         more = dict(heldout=True) if a.kind == "heldout" else {}

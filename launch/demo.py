@@ -554,11 +554,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # one run: data-parallel over the machine's cores (a device per core) rather than one
         # process-wide device
+        from launch.local import usable_cpus
         launch_sweep(a.out, shards, manifest, f"heldout,size={plan['size']},"
                      f"compute={plan['compute']:.6g}", 1,
-                     env=cpu_devices_env(min(a.parallel, len(os.sched_getaffinity(0))
-                                                    if hasattr(os, "sched_getaffinity")
-                                                    else os.cpu_count() or 1)))
+                     env=cpu_devices_env(min(a.parallel, len(usable_cpus()))))
     except KeyboardInterrupt:
         _say("interrupted: run the same command again to resume the held-out run")
         return 130

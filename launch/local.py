@@ -127,12 +127,19 @@ class LocalExecutor(Executor):
                 p.kill()
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity; all of them where that is unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def cpu_groups(parallel: int) -> list[set[int]]:
     """This process's CPUs split into `parallel` disjoint groups (one per concurrent run), or []
     when there are fewer CPUs than runs or the platform cannot pin (then runs share them all)."""
-    if parallel < 2 or not hasattr(os, "sched_getaffinity"):
+    if parallel < 2 or not hasattr(os, "sched_setaffinity"):
         return []
-    cpus = sorted(os.sched_getaffinity(0))
+    cpus = usable_cpus()
     if len(cpus) < parallel:
         return []
     k = len(cpus) // parallel

@@ -143,18 +143,22 @@ def corrupt_pair(rng: Array, batch: Batch, t: Array, space: TokenSpace,
             corrupt(k_pair, batch, t, space, cfg, complement=True, u=u))
 
 
+def modality_bounds(modality: Array, space: TokenSpace) -> tuple[Array, Array]:
+    """(lo, hi) int32 [B, L]: the position's own modality range [lo, hi) of global ids; layout
+    positions (never scored) take the text range so that a softmax over it stays finite."""
+    table = jnp.asarray(space.range_table())                        # [4, 2]
+    m = jnp.where(modality == LAYOUT, 1, modality)
+    return table[m, 0], table[m, 1]
+
+
 def modality_log_softmax(logits: Array, modality: Array, space: TokenSpace) -> Array:
     """log p over the position's own modality range only (exactly 0 probability elsewhere).
 
     logits: [B, L, V] any float dtype -> float32 [B, L, V]. Layout positions (never scored) use
     the text range so that the softmax stays finite.
     """
-    table = jnp.asarray(space.range_table())                        # [4, 2]
-    m = jnp.where(modality == LAYOUT, 1, modality)
-    lo, hi = table[m, 0], table[m, 1]                               # [B, L]
-    ids = jnp.arange(logits.shape[-1], dtype=jnp.int32)
-    allowed = (ids >= lo[..., None]) & (ids < hi[..., None])        # [B, L, V]
-    x = jnp.where(allowed, logits.astype(jnp.float32), _NEG)
+    lo, hi = modality_bounds(modality, space)                       # [B, L]
+    x = jnp.where(_in_range(logits, lo, hi), logits.astype(jnp.float32), _NEG)
     return jax.nn.log_softmax(x, axis=-1)
 
 
@@ -170,14 +174,13 @@ def token_nll(logits: Array, tokens: Array, space: TokenSpace) -> Array:
     micro models, autodiff through the masked full-vocabulary log-softmax was half the train
     step. Layout positions use the text range (they carry no loss; their value is finite).
     """
-    table = jnp.asarray(space.range_table())                        # [4, 2]
-    modality = space.modality_of(tokens)
-    m = jnp.where(modality == LAYOUT, 1, modality)
+    lo, hi = modality_bounds(space.modality_of(tokens), space)      # [B, L]
     safe = jnp.clip(tokens, 0, logits.shape[-1] - 1)
-    return range_nll(logits.astype(jnp.float32), table[m, 0], table[m, 1], safe)
+    return range_nll(logits.astype(jnp.float32), lo, hi, safe)
 
 
 def _in_range(z: Array, lo: Array, hi: Array) -> Array:
+    """[B, L, V] bool: id v of z's last axis lies in the position's [lo, hi)."""
     ids = jnp.arange(z.shape[-1], dtype=jnp.int32)
     return (ids >= lo[..., None]) & (ids < hi[..., None])           # [B, L, V]
 
@@ -191,7 +194,7 @@ def _range_lse(z: Array, lo: Array, hi: Array) -> Array:
 @jax.custom_vjp
 def range_nll(z: Array, lo: Array, hi: Array, tok: Array) -> Array:
     """logsumexp of z [B, L, V] over [lo, hi) minus z at tok, float32 [B, L] (see token_nll)."""
-    return _range_lse(z, lo, hi) - jnp.take_along_axis(z, tok[..., None], -1)[..., 0]
+    return _range_nll_fwd(z, lo, hi, tok)[0]
 
 
 def _range_nll_fwd(z, lo, hi, tok):
